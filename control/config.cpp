@@ -1,0 +1,118 @@
+// Validation and small parsers for NatConfig. Every error names the key and
+// the value so an operator can find the line to fix.
+#include "ephemera/config.hpp"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <string_view>
+
+namespace ephemera {
+
+namespace {
+
+[[noreturn]] void fail(const std::string& key, const std::string& value, const std::string& why)
+{
+    throw ConfigError(key + " = " + value + ": " + why);
+}
+
+} // namespace
+
+const char* to_string(FilteringMode mode)
+{
+    switch (mode) {
+    case FilteringMode::EndpointIndependent: return "endpoint-independent";
+    case FilteringMode::AddressDependent: return "address-dependent";
+    case FilteringMode::AddressAndPortDependent: return "address-and-port-dependent";
+    }
+    return "?";
+}
+
+FilteringMode parse_filtering_mode(const std::string& text)
+{
+    for (auto mode : {FilteringMode::EndpointIndependent, FilteringMode::AddressDependent,
+                      FilteringMode::AddressAndPortDependent})
+        if (text == to_string(mode)) return mode;
+    fail("filtering", "\"" + text + "\"",
+         "expected endpoint-independent, address-dependent or address-and-port-dependent");
+}
+
+void validate_port_range(uint32_t first, uint32_t last)
+{
+    const std::string value = std::to_string(first) + "-" + std::to_string(last);
+    if (first < 1024 || first > 65535)
+        fail("ports.first", std::to_string(first), "the dynamic range must lie inside 1024-65535");
+    if (last < 1024 || last > 65535)
+        fail("ports.last", std::to_string(last), "the dynamic range must lie inside 1024-65535");
+    if (first > last) fail("ports", value, "first port is above last port");
+}
+
+void validate(const NatConfig& c)
+{
+    validate_port_range(c.ports.first, c.ports.last);
+    if (c.pool.empty()) fail("pool", "[]", "the NAT pool needs at least one address");
+    if (c.pool.size() > 65535) fail("pool", std::to_string(c.pool.size()) + " addresses", "at most 65535 addresses");
+    for (size_t i = 0; i < c.pool.size(); ++i) {
+        for (size_t j = 0; j < i; ++j)
+            if (c.pool[i] == c.pool[j]) fail("pool", format_ipv4(c.pool[i]), "address listed twice");
+        if (c.pool[i] == 0 || c.pool[i] == 0xffffffffu) fail("pool", format_ipv4(c.pool[i]), "not a usable address");
+    }
+    if (c.workers == 0 || c.workers > 128) fail("workers", std::to_string(c.workers), "expected 1-128");
+    if (c.ports.size() < c.workers * (c.port_parity ? 2u : 1u))
+        fail("ports", std::to_string(c.ports.first) + "-" + std::to_string(c.ports.last),
+             "fewer ports than workers" + std::string(c.port_parity ? " x 2 (port parity)" : ""));
+    auto positive = [](const char* key, uint32_t v) {
+        if (v == 0) fail(key, "0", "must be at least 1 second");
+        if (v > 31u * 24 * 3600) fail(key, std::to_string(v), "longer than 31 days");
+    };
+    positive("timeouts.udp", c.timeouts.udp);
+    positive("timeouts.tcp_established", c.timeouts.tcp_established);
+    positive("timeouts.tcp_transitory", c.timeouts.tcp_transitory);
+    positive("timeouts.icmp", c.timeouts.icmp);
+    positive("timeouts.sctp", c.timeouts.sctp);
+    if (c.timeouts.quarantine > 3600)
+        fail("timeouts.quarantine", std::to_string(c.timeouts.quarantine), "longer than 3600 seconds");
+    if (c.max_mappings < 8 || c.max_mappings > (1u << 26))
+        fail("max_mappings", std::to_string(c.max_mappings), "expected 8-67108864 per worker");
+    if (c.max_extra_sessions < 8 || c.max_extra_sessions > (1u << 26))
+        fail("max_extra_sessions", std::to_string(c.max_extra_sessions), "expected 8-67108864 per worker");
+    if (c.max_sessions_per_mapping == 0 || c.max_sessions_per_mapping > 65535)
+        fail("max_sessions_per_mapping", std::to_string(c.max_sessions_per_mapping), "expected 1-65535");
+}
+
+uint32_t parse_ipv4(const std::string& text)
+{
+    in_addr a{};
+    if (inet_pton(AF_INET, text.c_str(), &a) != 1) fail("address", "\"" + text + "\"", "not an IPv4 address");
+    return ntohl(a.s_addr);
+}
+
+std::string format_ipv4(uint32_t host_order)
+{
+    char buf[INET_ADDRSTRLEN];
+    in_addr a{htonl(host_order)};
+    inet_ntop(AF_INET, &a, buf, sizeof buf);
+    return buf;
+}
+
+std::vector<uint32_t> parse_ipv4_prefix(const std::string& text)
+{
+    const auto slash = text.find('/');
+    if (slash == std::string::npos) return {parse_ipv4(text)};
+    const uint32_t base = parse_ipv4(text.substr(0, slash));
+    const std::string_view len_text = std::string_view(text).substr(slash + 1);
+    unsigned len = 0;
+    auto [end, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);
+    if (ec != std::errc{} || end != len_text.data() + len_text.size() || len > 32 || len_text.empty())
+        fail("prefix", "\"" + text + "\"", "prefix length must be 0-32");
+    if (len < 16) fail("prefix", "\"" + text + "\"", "prefixes shorter than /16 are not accepted as a pool");
+    const uint32_t mask = len == 0 ? 0 : ~uint32_t(0) << (32 - len);
+    if ((base & ~mask) != 0) fail("prefix", "\"" + text + "\"", "host bits set after the prefix length");
+    std::vector<uint32_t> out;
+    const uint64_t count = uint64_t(1) << (32 - len);
+    out.reserve(count);
+    for (uint64_t i = 0; i < count; ++i) out.push_back(base + uint32_t(i));
+    return out;
+}
+
+} // namespace ephemera

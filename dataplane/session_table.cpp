@@ -1,0 +1,192 @@
+#include "ephemera/session_table.hpp"
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include <rte_errno.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+
+namespace ephemera {
+
+namespace {
+
+rte_hash* make_hash(const char* what, unsigned worker, uint32_t entries, uint32_t key_len, int socket)
+{
+    // rte_hash names are global to the process; make each table's unique.
+    static unsigned serial = 0;
+    const std::string name = std::string(what) + std::to_string(worker) + "_" + std::to_string(serial++);
+    rte_hash_parameters p{};
+    p.name = name.c_str();
+    p.entries = entries;
+    p.key_len = key_len;
+    p.hash_func = rte_hash_crc;
+    p.hash_func_init_val = 0;
+    p.socket_id = socket;
+    // The extendable bucket table guarantees that `entries` keys always fit,
+    // so a full table is a count we decide, not a cuckoo failure by chance.
+    // Single writer (the owning worker): no locks, no RCU.
+    p.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
+    rte_hash* h = rte_hash_create(&p);
+    if (h == nullptr)
+        throw std::runtime_error(std::string("cannot create ") + what + " table of " + std::to_string(entries) +
+                                 " entries: " + rte_strerror(rte_errno));
+    return h;
+}
+
+} // namespace
+
+SessionTable::SessionTable(uint32_t max_mappings, uint32_t max_extra_sessions, unsigned worker, int socket)
+    : mappings_(max_mappings, socket), extras_(max_extra_sessions, socket)
+{
+    mapping_hash_ = make_hash("eph_map", worker, max_mappings, sizeof(MappingKey), socket);
+    try {
+        session_hash_ = make_hash("eph_ses", worker, max_extra_sessions, sizeof(SessionKey), socket);
+    } catch (...) {
+        rte_hash_free(mapping_hash_);
+        throw;
+    }
+}
+
+SessionTable::~SessionTable()
+{
+    rte_hash_free(session_hash_);
+    rte_hash_free(mapping_hash_);
+}
+
+void SessionTable::lookup_bulk(const MappingKey* const* keys, unsigned n, int32_t* positions) const
+{
+    rte_hash_lookup_bulk(mapping_hash_, reinterpret_cast<const void**>(const_cast<const MappingKey**>(keys)), n,
+                         positions);
+}
+
+int32_t SessionTable::lookup(const MappingKey& key) const { return rte_hash_lookup(mapping_hash_, &key); }
+
+int32_t SessionTable::add_mapping(const MappingKey& key)
+{
+    if (mapping_count_ >= mappings_.size()) return -ENOSPC;
+    const int32_t pos = rte_hash_add_key(mapping_hash_, &key);
+    if (pos < 0) return pos;
+    Mapping& m = mappings_[uint32_t(pos)];
+    std::memset(&m, 0, sizeof m);
+    m.in_addr = key.addr;
+    m.in_port = key.port;
+    m.l4 = key.l4;
+    m.live = 1;
+    m.extra_head = kNone;
+    ++mapping_count_;
+    return pos;
+}
+
+void SessionTable::remove_mapping(uint32_t index)
+{
+    Mapping& m = mappings_[index];
+    if (!m.live) return;
+    while (m.extra_head != kNone) remove_extra(m.extra_head);
+    const MappingKey key{m.in_addr, m.in_port, m.l4};
+    rte_hash_del_key(mapping_hash_, &key);
+    m.live = 0;
+    m.first.live = 0;
+    --mapping_count_;
+}
+
+SessionState* SessionTable::find_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port)
+{
+    Mapping& m = mappings_[index];
+    if (m.first.live && m.first.remote_addr == remote_addr && m.first.remote_port == remote_port) return &m.first;
+    if (m.extra_count == 0) return nullptr;
+    const SessionKey key{index, remote_addr, remote_port};
+    const int32_t pos = rte_hash_lookup(session_hash_, &key);
+    return pos < 0 ? nullptr : &extras_[uint32_t(pos)].s;
+}
+
+bool SessionTable::has_remote_addr(uint32_t index, uint32_t remote_addr, Tick now) const
+{
+    const Mapping& m = mappings_[index];
+    if (m.first.live && m.first.remote_addr == remote_addr && now < m.first.expires) return true;
+    for (uint32_t e = m.extra_head; e != kNone; e = extras_[e].next)
+        if (extras_[e].s.remote_addr == remote_addr && now < extras_[e].s.expires) return true;
+    return false;
+}
+
+SessionState* SessionTable::add_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port)
+{
+    Mapping& m = mappings_[index];
+    SessionState* s = nullptr;
+    if (!m.first.live) {
+        s = &m.first;
+    } else {
+        if (extra_count_ >= extras_.size()) return nullptr;
+        const SessionKey key{index, remote_addr, remote_port};
+        const int32_t pos = rte_hash_add_key(session_hash_, &key);
+        if (pos < 0) return nullptr;
+        ExtraSession& e = extras_[uint32_t(pos)];
+        e.mapping = index;
+        e.prev = kNone;
+        e.next = m.extra_head;
+        if (m.extra_head != kNone) extras_[m.extra_head].prev = uint32_t(pos);
+        m.extra_head = uint32_t(pos);
+        ++m.extra_count;
+        ++extra_count_;
+        s = &e.s;
+    }
+    *s = SessionState{remote_addr, remote_port, 0, 1, 0};
+    return s;
+}
+
+void SessionTable::remove_extra(uint32_t extra_index)
+{
+    ExtraSession& e = extras_[extra_index];
+    Mapping& m = mappings_[e.mapping];
+    if (e.prev != kNone) extras_[e.prev].next = e.next; else m.extra_head = e.next;
+    if (e.next != kNone) extras_[e.next].prev = e.prev;
+    const SessionKey key{e.mapping, e.s.remote_addr, e.s.remote_port};
+    rte_hash_del_key(session_hash_, &key);
+    e.s.live = 0;
+    --m.extra_count;
+    --extra_count_;
+}
+
+uint32_t SessionTable::expire_sessions(uint32_t index, Tick now)
+{
+    Mapping& m = mappings_[index];
+    uint32_t ended = 0;
+    Tick latest = 0;
+    if (m.first.live) {
+        if (now >= m.first.expires) { m.first.live = 0; ++ended; }
+        else latest = m.first.expires;
+    }
+    for (uint32_t e = m.extra_head; e != kNone;) {
+        const uint32_t next = extras_[e].next;
+        if (now >= extras_[e].s.expires) { remove_extra(e); ++ended; }
+        else if (extras_[e].s.expires > latest) latest = extras_[e].s.expires;
+        e = next;
+    }
+    m.expires = latest;
+    return ended;
+}
+
+uint32_t SessionTable::session_count(uint32_t index) const
+{
+    const Mapping& m = mappings_[index];
+    return (m.first.live ? 1u : 0u) + m.extra_count;
+}
+
+size_t SessionTable::memory_bytes() const
+{
+    // rte_hash: buckets of 8 (64 B) for the next power of two of entries, the
+    // extendable buckets as many again, and one key slot (16 B aligned + the
+    // data pointer) per entry.
+    auto hash_bytes = [](size_t entries, size_t key_len) {
+        size_t pow2 = 1;
+        while (pow2 < entries) pow2 <<= 1;
+        const size_t buckets = pow2 / 8;
+        const size_t key_slot = (sizeof(void*) + key_len + 15) / 16 * 16;
+        return 2 * buckets * 64 + (entries + 1) * key_slot + 2 * buckets * 4;
+    };
+    return mappings_.bytes() + extras_.bytes() + hash_bytes(mappings_.size(), sizeof(MappingKey)) +
+           hash_bytes(extras_.size(), sizeof(SessionKey));
+}
+
+} // namespace ephemera

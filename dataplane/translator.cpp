@@ -1,0 +1,448 @@
+// The burst paths of the translator. Each burst runs in stages over all its
+// packets (parse, look up, prefetch, translate) so that the cache misses of
+// 32 packets overlap instead of being paid one after another.
+#include "ephemera/translator.hpp"
+
+#include <cstring>
+
+#include <rte_prefetch.h>
+
+#include "checksum.hpp"
+#include "packet_parse.hpp"
+
+namespace ephemera {
+
+Translator::Translator(const NatConfig& config, const PortLayout& layout, unsigned worker, int socket)
+    : timeouts_(config.timeouts),
+      filtering_(config.filtering),
+      parity_(config.port_parity),
+      max_sessions_per_mapping_(config.max_sessions_per_mapping),
+      layout_(layout),
+      worker_(worker),
+      pool_((validate(config), config.pool)),
+      table_(config.max_mappings, config.max_extra_sessions, worker, socket)
+{
+    if (layout.range().first != config.ports.first || layout.range().last != config.ports.last ||
+        layout.workers() != config.workers)
+        throw ConfigError("ports/workers: the port layout was built for another range or worker count");
+    if (worker >= layout.workers())
+        throw ConfigError("worker = " + std::to_string(worker) + ": only " + std::to_string(layout.workers()) +
+                          " workers configured");
+    parts_.reserve(kL4Count * pool_.size());
+    for (unsigned l4 = 0; l4 < kL4Count; ++l4)
+        for (unsigned p = 0; p < pool_.size(); ++p)
+            parts_.emplace_back(layout.first_of(worker), layout.size_of(worker), config.port_parity,
+                                config.randomize_ports,
+                                config.port_seed ^ (uint64_t(worker) << 48) ^ (uint64_t(l4) << 40) ^ p);
+}
+
+void Translator::set_outside_l2(const rte_ether_addr& src, const rte_ether_addr& next_hop)
+{
+    out_src_ = src;
+    out_dst_ = next_hop;
+}
+
+void Translator::set_inside_l2(const rte_ether_addr& src) { in_src_ = src; }
+
+void Translator::drop(rte_mbuf* m, Dir dir, Drop reason)
+{
+    ++stats_.drops[unsigned(dir)][unsigned(reason)];
+    rte_pktmbuf_free(m);
+}
+
+Tick Translator::session_timeout(uint8_t l4, uint8_t tcp_seen) const
+{
+    switch (L4(l4)) {
+    case L4::Tcp: return tcp_established(tcp_seen) ? timeouts_.tcp_established : timeouts_.tcp_transitory;
+    case L4::Udp: return timeouts_.udp;
+    case L4::Icmp: return timeouts_.icmp;
+    case L4::Sctp: return timeouts_.sctp;
+    }
+    return timeouts_.udp;
+}
+
+namespace {
+
+// RFC 7857 §2: record what each direction has shown of the connection.
+inline void track_tcp(SessionState& s, uint8_t flags, Dir dir)
+{
+    const bool out = dir == Dir::Out;
+    if (flags & RTE_TCP_SYN_FLAG) {
+        // A SYN on a closed connection starts a new one on the same 5-tuple.
+        if (out && ((s.tcp & kRst) || (s.tcp & (kFinOut | kFinIn)) == (kFinOut | kFinIn))) s.tcp = 0;
+        s.tcp |= out ? kSynOut : kSynIn;
+    }
+    if (flags & RTE_TCP_FIN_FLAG) s.tcp |= out ? kFinOut : kFinIn;
+    if (flags & RTE_TCP_RST_FLAG) s.tcp |= kRst;
+}
+
+inline uint16_t remote_port_of(const Translator::Parsed&, L4 space, uint16_t port)
+{
+    return space == L4::Icmp ? 0 : port;
+}
+
+} // namespace
+
+int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now, Drop& why)
+{
+    const MappingKey key{p.src, p.sport, uint8_t(p.space)};
+    // An earlier packet of this burst may have created it already.
+    const int32_t existing = table_.lookup(key);
+    if (existing >= 0) return existing;
+
+    // Only what opens a flow may create a mapping.
+    if ((p.space == L4::Tcp && (p.tcp_flags & RTE_TCP_RST_FLAG)) ||
+        (p.space == L4::Icmp && p.icmp_type != RTE_IP_ICMP_ECHO_REQUEST)) {
+        why = Drop::NoMapping;
+        return -1;
+    }
+    if (table_.mapping_count() >= table_.capacity()) {
+        why = Drop::TableFull;
+        return -1;
+    }
+    const unsigned pool_index = pool_.paired_index(p.src);
+    PortPartition& part = partition(pool_index, p.space);
+    uint16_t port = 0;
+    bool fallback = false;
+    if (!part.allocate(now, timeouts_.quarantine, rte_be_to_cpu_16(p.sport), port, fallback)) {
+        why = Drop::PortsExhausted;
+        return -1;
+    }
+    const int32_t index = table_.add_mapping(key);
+    if (index < 0) {
+        part.release(port, now - timeouts_.quarantine); // never used: free at once
+        why = Drop::TableFull;
+        return -1;
+    }
+    Mapping& map = table_.mapping(uint32_t(index));
+    map.ext_addr = pool_.addr(pool_index);
+    map.ext_port = rte_cpu_to_be_16(port);
+    map.pool = uint16_t(pool_index);
+    map.ip_delta = csum::delta32(map.in_addr, map.ext_addr);
+    map.port_delta = csum::delta16(map.in_port, map.ext_port);
+    map.l4_delta = csum::add(map.ip_delta, map.port_delta);
+    std::memcpy(map.inside_mac, rte_pktmbuf_mtod(m, const rte_ether_hdr*)->src_addr.addr_bytes, RTE_ETHER_ADDR_LEN);
+    map.created = now;
+    map.expires = now;
+    part.mapping_of(port) = uint32_t(index);
+    stats_.mappings_created += 1;
+    stats_.parity_fallbacks += fallback;
+    return index;
+}
+
+bool Translator::outbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why)
+{
+    Mapping& map = table_.mapping(index);
+    const uint16_t rport = remote_port_of(p, p.space, p.dport);
+    SessionState* s = table_.find_session(index, p.dst, rport);
+    if (s == nullptr) {
+        if (table_.session_count(index) >= max_sessions_per_mapping_ ||
+            (s = table_.add_session(index, p.dst, rport)) == nullptr) {
+            why = Drop::TableFull;
+            return false;
+        }
+        stats_.sessions_created += 1;
+    }
+    if (p.space == L4::Tcp) track_tcp(*s, p.tcp_flags, Dir::Out);
+    s->expires = now + session_timeout(map.l4, s->tcp);
+    if (map.extra_count == 0 || s->expires > map.expires) map.expires = s->expires;
+    return true;
+}
+
+bool Translator::inbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why)
+{
+    Mapping& map = table_.mapping(index);
+    const uint16_t rport = remote_port_of(p, p.space, p.sport);
+    SessionState* s = table_.find_session(index, p.src, rport);
+    if (s == nullptr || now >= s->expires) {
+        // Not a live session: the filtering mode decides (RFC 4787 REQ-8).
+        const bool admit = filtering_ == FilteringMode::EndpointIndependent ||
+                           (filtering_ == FilteringMode::AddressDependent && table_.has_remote_addr(index, p.src, now));
+        if (!admit) {
+            why = Drop::Filtered;
+            return false;
+        }
+        if (s == nullptr) {
+            if (table_.session_count(index) >= max_sessions_per_mapping_ ||
+                (s = table_.add_session(index, p.src, rport)) == nullptr) {
+                why = Drop::TableFull;
+                return false;
+            }
+            stats_.sessions_created += 1;
+        } else {
+            s->tcp = 0; // an expired session reopened from outside starts afresh
+        }
+    }
+    if (p.space == L4::Tcp) track_tcp(*s, p.tcp_flags, Dir::In);
+    s->expires = now + session_timeout(map.l4, s->tcp);
+    if (map.extra_count == 0 || s->expires > map.expires) map.expires = s->expires;
+    return true;
+}
+
+void Translator::rewrite_outbound(rte_mbuf* m, const Parsed& p, const Mapping& map)
+{
+    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(data);
+    eth->dst_addr = out_dst_;
+    eth->src_addr = out_src_;
+
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(data + p.l3);
+    ip->src_addr = map.ext_addr;
+    ip->time_to_live -= 1;
+    ip->hdr_checksum = csum::apply(ip->hdr_checksum, csum::add(map.ip_delta, csum::kTtlDecrement));
+
+    uint8_t* l4 = data + p.l4;
+    switch (p.space) {
+    case L4::Tcp: {
+        auto* th = reinterpret_cast<rte_tcp_hdr*>(l4);
+        th->src_port = map.ext_port;
+        th->cksum = csum::apply(th->cksum, map.l4_delta);
+        break;
+    }
+    case L4::Udp: {
+        auto* uh = reinterpret_cast<rte_udp_hdr*>(l4);
+        uh->src_port = map.ext_port;
+        uh->dgram_cksum = csum::apply_udp(uh->dgram_cksum, map.l4_delta);
+        break;
+    }
+    case L4::Icmp: {
+        auto* ic = reinterpret_cast<rte_icmp_hdr*>(l4);
+        ic->icmp_ident = map.ext_port;
+        ic->icmp_cksum = csum::apply(ic->icmp_cksum, map.port_delta);
+        break;
+    }
+    case L4::Sctp:
+        reinterpret_cast<rte_sctp_hdr*>(l4)->src_port = map.ext_port;
+        csum::sctp_recompute(l4, p.ip_len - (p.l4 - p.l3));
+        break;
+    }
+}
+
+void Translator::rewrite_inbound(rte_mbuf* m, const Parsed& p, const Mapping& map)
+{
+    uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
+    auto* eth = reinterpret_cast<rte_ether_hdr*>(data);
+    std::memcpy(eth->dst_addr.addr_bytes, map.inside_mac, RTE_ETHER_ADDR_LEN);
+    eth->src_addr = in_src_;
+
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(data + p.l3);
+    ip->dst_addr = map.in_addr;
+    ip->time_to_live -= 1;
+    ip->hdr_checksum = csum::apply(ip->hdr_checksum, csum::add(csum::negate(map.ip_delta), csum::kTtlDecrement));
+
+    uint8_t* l4 = data + p.l4;
+    switch (p.space) {
+    case L4::Tcp: {
+        auto* th = reinterpret_cast<rte_tcp_hdr*>(l4);
+        th->dst_port = map.in_port;
+        th->cksum = csum::apply(th->cksum, csum::negate(map.l4_delta));
+        break;
+    }
+    case L4::Udp: {
+        auto* uh = reinterpret_cast<rte_udp_hdr*>(l4);
+        uh->dst_port = map.in_port;
+        uh->dgram_cksum = csum::apply_udp(uh->dgram_cksum, csum::negate(map.l4_delta));
+        break;
+    }
+    case L4::Icmp: {
+        auto* ic = reinterpret_cast<rte_icmp_hdr*>(l4);
+        ic->icmp_ident = map.in_port;
+        ic->icmp_cksum = csum::apply(ic->icmp_cksum, csum::negate(map.port_delta));
+        break;
+    }
+    case L4::Sctp:
+        reinterpret_cast<rte_sctp_hdr*>(l4)->dst_port = map.in_port;
+        csum::sctp_recompute(l4, p.ip_len - (p.l4 - p.l3));
+        break;
+    }
+}
+
+uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
+{
+    Parsed parsed[kBurst];
+    Drop why[kBurst];
+    bool ok[kBurst];
+    MappingKey keys[kBurst];
+    const MappingKey* key_ptrs[kBurst];
+    int32_t found[kBurst];
+    uint8_t key_of[kBurst];
+
+    stats_.rx[unsigned(Dir::Out)] += n;
+    for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+
+    unsigned nkeys = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        ok[i] = parse::frame(pkts[i], parsed[i], why[i]);
+        if (ok[i] && !parsed[i].icmp_error) {
+            keys[nkeys] = MappingKey{parsed[i].src, parsed[i].sport, uint8_t(parsed[i].space)};
+            key_ptrs[nkeys] = &keys[nkeys];
+            key_of[i] = uint8_t(nkeys++);
+        }
+    }
+    if (nkeys) table_.lookup_bulk(key_ptrs, nkeys, found);
+    for (unsigned k = 0; k < nkeys; ++k)
+        if (found[k] >= 0) rte_prefetch0(&table_.mapping(uint32_t(found[k])));
+
+    uint16_t out = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const Parsed& p = parsed[i];
+        Drop reason = why[i];
+        if (!ok[i]) {
+            drop(m, Dir::Out, reason);
+            continue;
+        }
+        if (p.icmp_error) {
+            if (outbound_icmp_error(m, p, now, reason)) {
+                ++stats_.icmp_errors[unsigned(Dir::Out)];
+                pkts[out++] = m;
+            } else {
+                drop(m, Dir::Out, reason);
+            }
+            continue;
+        }
+        int32_t index = found[key_of[i]];
+        if (index < 0 && (index = create_mapping(p, m, now, reason)) < 0) {
+            drop(m, Dir::Out, reason);
+            continue;
+        }
+        if (!outbound_session(uint32_t(index), p, now, reason)) {
+            drop(m, Dir::Out, reason);
+            continue;
+        }
+        rewrite_outbound(m, p, table_.mapping(uint32_t(index)));
+        pkts[out++] = m;
+    }
+    stats_.tx[unsigned(Dir::Out)] += out;
+    return out;
+}
+
+uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
+{
+    Parsed parsed[kBurst];
+    Drop why[kBurst];
+    bool ok[kBurst];
+    const uint32_t* slot[kBurst];
+
+    stats_.rx[unsigned(Dir::In)] += n;
+    for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+
+    // Stage 1: parse and find the partition slot of (pool address, port).
+    for (uint16_t i = 0; i < n; ++i) {
+        slot[i] = nullptr;
+        ok[i] = parse::frame(pkts[i], parsed[i], why[i]);
+        if (!ok[i] || parsed[i].icmp_error) continue;
+        const Parsed& p = parsed[i];
+        const int pool_index = pool_.index_of(p.dst);
+        const uint16_t port = rte_be_to_cpu_16(p.dport);
+        if (pool_index < 0 || !layout_.in_range(port)) {
+            ok[i] = false;
+            why[i] = Drop::NoMapping;
+        } else if (layout_.owner_of(port) != worker_) {
+            ok[i] = false;
+            why[i] = Drop::WrongWorker;
+        } else {
+            slot[i] = partition(unsigned(pool_index), p.space).mapping_slot(port);
+            rte_prefetch0(slot[i]);
+        }
+    }
+    // Stage 2: the slot names the mapping; fetch it for stage 3.
+    uint32_t index[kBurst];
+    for (uint16_t i = 0; i < n; ++i) {
+        index[i] = slot[i] ? *slot[i] : kNoMapping;
+        if (index[i] != kNoMapping) rte_prefetch0(&table_.mapping(index[i]));
+    }
+
+    uint16_t out = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const Parsed& p = parsed[i];
+        Drop reason = why[i];
+        if (!ok[i]) {
+            drop(m, Dir::In, reason);
+            continue;
+        }
+        if (p.icmp_error) {
+            if (inbound_icmp_error(m, p, now, reason)) {
+                ++stats_.icmp_errors[unsigned(Dir::In)];
+                pkts[out++] = m;
+            } else {
+                drop(m, Dir::In, reason);
+            }
+            continue;
+        }
+        if (index[i] == kNoMapping || now >= table_.mapping(index[i]).expires) {
+            drop(m, Dir::In, Drop::NoMapping);
+            continue;
+        }
+        if (!inbound_session(index[i], p, now, reason)) {
+            drop(m, Dir::In, reason);
+            continue;
+        }
+        rewrite_inbound(m, p, table_.mapping(index[i]));
+        pkts[out++] = m;
+    }
+    stats_.tx[unsigned(Dir::In)] += out;
+    return out;
+}
+
+// ---- control plane ----
+
+void Translator::release_mapping(uint32_t index, Tick now)
+{
+    if (index >= table_.capacity()) return;
+    Mapping& map = table_.mapping(index);
+    if (!map.live) return;
+    stats_.sessions_released += table_.session_count(index);
+    partition(map.pool, L4(map.l4)).release(rte_be_to_cpu_16(map.ext_port), now);
+    table_.remove_mapping(index);
+    stats_.mappings_released += 1;
+}
+
+bool Translator::mapping_expired(uint32_t index, Tick now) const
+{
+    if (index >= table_.capacity() || !table_.mapping(index).live) return true;
+    bool alive = false;
+    table_.for_each_session(index, [&](const SessionState& s) { alive |= now < s.expires; });
+    return !alive;
+}
+
+uint32_t Translator::expire(Tick now, uint32_t budget)
+{
+    const uint32_t cap = table_.capacity();
+    uint32_t released = 0;
+    for (uint32_t visited = 0; visited < budget && visited < cap; ++visited) {
+        const uint32_t i = sweep_cursor_;
+        sweep_cursor_ = sweep_cursor_ + 1 == cap ? 0 : sweep_cursor_ + 1;
+        Mapping& map = table_.mapping(i);
+        if (!map.live || now < map.expires) continue;
+        stats_.sessions_released += table_.expire_sessions(i, now);
+        if (table_.session_count(i) == 0) {
+            release_mapping(i, now);
+            ++released;
+        }
+    }
+    return released;
+}
+
+uint32_t Translator::mapping_at(uint32_t pool_addr_net, uint16_t port_host, L4 l4) const
+{
+    const int pool_index = pool_.index_of(pool_addr_net);
+    if (pool_index < 0 || !layout_.in_range(port_host) || layout_.owner_of(port_host) != worker_) return kNoMapping;
+    return partition(unsigned(pool_index), l4).mapping_of(port_host);
+}
+
+uint32_t Translator::mapping_of(uint32_t inside_addr_net, uint16_t inside_port_host, L4 l4) const
+{
+    const int32_t pos = table_.lookup(MappingKey{inside_addr_net, rte_cpu_to_be_16(inside_port_host), uint8_t(l4)});
+    return pos < 0 ? kNoMapping : uint32_t(pos);
+}
+
+size_t Translator::memory_bytes() const
+{
+    size_t bytes = table_.memory_bytes();
+    for (const auto& part : parts_) bytes += part.size() * (sizeof(uint16_t) + sizeof(Tick) + sizeof(uint32_t));
+    return bytes;
+}
+
+} // namespace ephemera

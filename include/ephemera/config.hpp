@@ -1,0 +1,71 @@
+// Translation-core configuration: everything the NAT needs to size its tables and
+// decide behaviour. The daemon fills it from TOML (control/); tests fill it directly.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ephemera {
+
+// RFC 4787 REQ-8: which inbound packets a mapping admits.
+enum class FilteringMode : uint8_t {
+    EndpointIndependent,     // anyone may reach X':x' (RFC 6888 REQ-7 default)
+    AddressDependent,        // only hosts X has sent to
+    AddressAndPortDependent, // only host:port pairs X has sent to
+};
+
+const char* to_string(FilteringMode mode);
+// Parses "endpoint-independent" | "address-dependent" | "address-and-port-dependent".
+FilteringMode parse_filtering_mode(const std::string& text);
+
+struct PortRange {
+    uint16_t first = 49152; // IANA dynamic range by default (RFC 6335)
+    uint16_t last = 65535;
+    uint32_t size() const { return uint32_t(last) - first + 1; }
+};
+
+// All in seconds. Defaults are RFC 4787 REQ-5c, RFC 5382 REQ-5, RFC 5508 REQ-2,
+// RFC 6888 REQ-8.
+struct Timeouts {
+    uint32_t udp = 300;
+    uint32_t tcp_established = 7440;
+    uint32_t tcp_transitory = 240;
+    uint32_t icmp = 60;
+    uint32_t sctp = 300;
+    uint32_t quarantine = 120;
+};
+
+struct NatConfig {
+    std::vector<uint32_t> pool;        // pool addresses, host byte order
+    PortRange ports;
+    Timeouts timeouts;
+    FilteringMode filtering = FilteringMode::EndpointIndependent;
+    unsigned workers = 1;
+    bool port_parity = false;          // RFC 4787 REQ-4
+    bool randomize_ports = true;       // initial FIFO order shuffled (RFC 6056 spirit)
+    uint64_t port_seed = 0x6570686d;   // seed of that shuffle: same seed, same order
+    uint32_t max_mappings = 1u << 16;  // per worker
+    uint32_t max_extra_sessions = 1u << 16; // per worker: sessions beyond a mapping's first
+    uint32_t max_sessions_per_mapping = 1024; // RFC 6888 REQ-5
+};
+
+// A configuration value that cannot be used. what() names the key and the value.
+class ConfigError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// Checks a port range on its own so that a parser can report it under its own key.
+void validate_port_range(uint32_t first, uint32_t last);
+// Throws ConfigError for the first value that cannot be used.
+void validate(const NatConfig& config);
+
+// "198.51.100.7" -> host-order address; throws ConfigError naming the text.
+uint32_t parse_ipv4(const std::string& text);
+std::string format_ipv4(uint32_t host_order);
+// "198.51.100.0/28" or a single address -> the addresses it covers, in order.
+std::vector<uint32_t> parse_ipv4_prefix(const std::string& text);
+
+} // namespace ephemera

@@ -1,0 +1,131 @@
+// A worker's mappings (bindings) and the sessions under them.
+//
+// Mappings live in an rte_hash keyed by (inside addr, inside port, protocol);
+// the hash position is the mapping's index into a flat array of 64-byte
+// entries, and the outside->inside path reaches the same index through the
+// port partition without hashing. A mapping carries its first session inline:
+// most mappings only ever talk to one remote endpoint, so the common packet
+// touches one cache line of table state. Further sessions (EIF peers, a client
+// port reused towards many servers) go into a second rte_hash keyed by
+// (mapping, remote addr, remote port) and are chained per mapping for sweeping.
+#pragma once
+
+#include <cstdint>
+
+#include "ephemera/clock.hpp"
+#include "ephemera/dpdk_array.hpp"
+#include "ephemera/flow_key.hpp"
+
+struct rte_hash;
+
+namespace ephemera {
+
+// TCP observations per RFC 7857 §2 (state machine adapted from RFC 6146).
+enum TcpSeen : uint8_t {
+    kSynOut = 1, kSynIn = 2, kFinOut = 4, kFinIn = 8, kRst = 16,
+};
+
+inline bool tcp_established(uint8_t seen)
+{
+    const bool closing = (seen & kRst) || ((seen & (kFinOut | kFinIn)) == (kFinOut | kFinIn));
+    return !closing && (seen & (kSynOut | kSynIn)) == (kSynOut | kSynIn);
+}
+
+struct SessionState {
+    uint32_t remote_addr; // network order
+    uint16_t remote_port; // network order (0 for ICMP queries)
+    uint8_t tcp;          // TcpSeen bits
+    uint8_t live;
+    Tick expires;         // first second at which the session is gone
+};
+static_assert(sizeof(SessionState) == 12);
+
+struct alignas(64) Mapping {
+    uint32_t in_addr;    // network order
+    uint32_t ext_addr;   // network order
+    uint16_t in_port;    // network order
+    uint16_t ext_port;   // network order
+    // RFC 1624 deltas for inside->outside (~old + new, one's complement);
+    // outside->inside uses their complement.
+    uint16_t ip_delta;   // addresses: IPv4 header checksum
+    uint16_t l4_delta;   // addresses + port: TCP/UDP (pseudo-header)
+    uint16_t port_delta; // port alone: ICMP echo identifier
+    uint8_t l4;          // L4
+    uint8_t live;
+    uint16_t pool;       // index of ext_addr in the pool
+    uint8_t inside_mac[6]; // where return traffic goes: the sender's L2 next hop
+    uint16_t extra_count;  // sessions beyond `first`
+    uint16_t pad0;
+    uint32_t extra_head;   // chain of those sessions (kNone when empty)
+    Tick expires;          // no session of this mapping outlives this second
+    Tick created;
+    SessionState first;
+    uint8_t pad1[8];
+};
+static_assert(sizeof(Mapping) == 64);
+
+struct ExtraSession {
+    SessionState s;
+    uint32_t mapping;
+    uint32_t next;
+    uint32_t prev;
+};
+
+class SessionTable {
+public:
+    static constexpr uint32_t kNone = UINT32_MAX;
+
+    SessionTable(uint32_t max_mappings, uint32_t max_extra_sessions, unsigned worker, int socket);
+    ~SessionTable();
+    SessionTable(const SessionTable&) = delete;
+    SessionTable& operator=(const SessionTable&) = delete;
+
+    // positions[i] is the mapping index of keys[i], or negative when absent.
+    void lookup_bulk(const MappingKey* const* keys, unsigned n, int32_t* positions) const;
+    int32_t lookup(const MappingKey& key) const;
+    // Index of a new, zeroed, live mapping; negative when the table is full.
+    int32_t add_mapping(const MappingKey& key);
+    // Forgets the mapping and all its sessions. The caller releases the port.
+    void remove_mapping(uint32_t index);
+
+    Mapping& mapping(uint32_t index) { return mappings_[index]; }
+    const Mapping& mapping(uint32_t index) const { return mappings_[index]; }
+    uint32_t capacity() const { return uint32_t(mappings_.size()); }
+    uint32_t mapping_count() const { return mapping_count_; }
+    uint32_t extra_capacity() const { return uint32_t(extras_.size()); }
+    uint32_t extra_count() const { return extra_count_; }
+
+    // The live session of mapping `index` with that remote endpoint, or null.
+    SessionState* find_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port);
+    // True when some live session of the mapping has that remote address.
+    bool has_remote_addr(uint32_t index, uint32_t remote_addr, Tick now) const;
+    // A new live session (inline when free, else chained); null when full.
+    SessionState* add_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port);
+    // Ends every session that expired by `now`; returns how many. Recomputes
+    // the mapping's `expires` from what is left.
+    uint32_t expire_sessions(uint32_t index, Tick now);
+    uint32_t session_count(uint32_t index) const;
+
+    // Calls fn(const SessionState&) for each live session of a mapping.
+    template <typename Fn>
+    void for_each_session(uint32_t index, Fn&& fn) const
+    {
+        const Mapping& m = mappings_[index];
+        if (m.first.live) fn(m.first);
+        for (uint32_t e = m.extra_head; e != kNone; e = extras_[e].next) fn(extras_[e].s);
+    }
+
+    size_t memory_bytes() const;
+
+private:
+    void remove_extra(uint32_t extra_index);
+
+    rte_hash* mapping_hash_ = nullptr;
+    rte_hash* session_hash_ = nullptr;
+    DpdkArray<Mapping> mappings_;
+    DpdkArray<ExtraSession> extras_;
+    uint32_t mapping_count_ = 0;
+    uint32_t extra_count_ = 0;
+};
+
+} // namespace ephemera

@@ -1,0 +1,92 @@
+// One worker's NAPT: translates bursts of mbufs inside->outside and
+// outside->inside, owning its mapping/session tables, its port partitions
+// and its counters. Nothing here is shared with another worker; nothing on the
+// burst path locks, allocates, throws or calls virtually.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <rte_ether.h>
+#include <rte_mbuf.h>
+
+#include "ephemera/clock.hpp"
+#include "ephemera/config.hpp"
+#include "ephemera/flow_key.hpp"
+#include "ephemera/pool.hpp"
+#include "ephemera/port_allocator.hpp"
+#include "ephemera/session_table.hpp"
+#include "ephemera/stats.hpp"
+
+namespace ephemera {
+
+inline constexpr uint16_t kBurst = 32;
+
+class Translator {
+public:
+    Translator(const NatConfig& config, const PortLayout& layout, unsigned worker, int socket = SOCKET_ID_ANY);
+
+    // Translate pkts[0..n) in place. Forwarded packets are moved to the front
+    // of pkts in arrival order and their count returned; every other packet
+    // is freed and counted under its drop reason. n <= kBurst.
+    uint16_t outbound(rte_mbuf** pkts, uint16_t n, Tick now); // inside -> outside
+    uint16_t inbound(rte_mbuf** pkts, uint16_t n, Tick now);  // outside -> inside
+
+    // Ethernet addresses written on forwarded packets. Outbound: our outside
+    // MAC and the next hop's. Inbound: our inside MAC; the destination is the
+    // MAC the mapping's subscriber traffic came from.
+    void set_outside_l2(const rte_ether_addr& src, const rte_ether_addr& next_hop);
+    void set_inside_l2(const rte_ether_addr& src);
+
+    // --- control plane (never per packet) ---
+    // Visits up to `budget` mapping slots from a rolling cursor, ends expired
+    // sessions and releases mappings left without one. Returns mappings released.
+    uint32_t expire(Tick now, uint32_t budget);
+    // Ends a mapping now: its sessions go, its port enters quarantine.
+    void release_mapping(uint32_t index, Tick now);
+    bool mapping_expired(uint32_t index, Tick now) const;
+    Tick session_timeout(uint8_t l4, uint8_t tcp_seen) const;
+    void set_timeouts(const Timeouts& t) { timeouts_ = t; }
+
+    const WorkerStats& stats() const { return stats_; }
+    const SessionTable& table() const { return table_; }
+    const Pool& pool() const { return pool_; }
+    const PortLayout& layout() const { return layout_; }
+    unsigned worker() const { return worker_; }
+    PortPartition& partition(unsigned pool_index, L4 l4) { return parts_[part_index(pool_index, l4)]; }
+    const PortPartition& partition(unsigned pool_index, L4 l4) const { return parts_[part_index(pool_index, l4)]; }
+    // The live mapping holding (pool address, port) for l4, or kNoMapping.
+    uint32_t mapping_at(uint32_t pool_addr_net, uint16_t port_host, L4 l4) const;
+    // The mapping of (inside addr, inside port) for l4, or kNoMapping.
+    uint32_t mapping_of(uint32_t inside_addr_net, uint16_t inside_port_host, L4 l4) const;
+    size_t memory_bytes() const;
+
+    struct Parsed; // per-packet parse result, defined in dataplane/packet_parse.hpp
+
+private:
+
+    unsigned part_index(unsigned pool_index, L4 l4) const { return unsigned(l4) * pool_.size() + pool_index; }
+    void drop(rte_mbuf* m, Dir dir, Drop reason);
+    int32_t create_mapping(const Parsed& p, const rte_mbuf* m, Tick now, Drop& why);
+    bool outbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why);
+    bool inbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why);
+    bool outbound_icmp_error(rte_mbuf* m, const Parsed& p, Tick now, Drop& why);
+    bool inbound_icmp_error(rte_mbuf* m, const Parsed& p, Tick now, Drop& why);
+    void rewrite_outbound(rte_mbuf* m, const Parsed& p, const Mapping& map);
+    void rewrite_inbound(rte_mbuf* m, const Parsed& p, const Mapping& map);
+
+    Timeouts timeouts_;
+    FilteringMode filtering_;
+    bool parity_;
+    uint32_t max_sessions_per_mapping_;
+    const PortLayout& layout_;
+    unsigned worker_;
+    Pool pool_;
+    SessionTable table_;
+    std::vector<PortPartition> parts_; // [l4][pool index]
+    rte_ether_addr out_src_{}, out_dst_{}, in_src_{};
+    uint32_t sweep_cursor_ = 0;
+    WorkerStats stats_;
+};
+
+} // namespace ephemera
