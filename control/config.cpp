@@ -99,7 +99,12 @@ std::vector<uint32_t> parse_ipv4_prefix(const std::string& text)
 {
     const auto slash = text.find('/');
     if (slash == std::string::npos) return {parse_ipv4(text)};
-    const uint32_t base = parse_ipv4(text.substr(0, slash));
+    uint32_t base = 0;
+    try {
+        base = parse_ipv4(text.substr(0, slash));
+    } catch (const ConfigError&) {
+        fail("prefix", "\"" + text + "\"", "not an IPv4 prefix (address/length)");
+    }
     const std::string_view len_text = std::string_view(text).substr(slash + 1);
     unsigned len = 0;
     auto [end, ec] = std::from_chars(len_text.data(), len_text.data() + len_text.size(), len);

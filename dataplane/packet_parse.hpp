@@ -56,7 +56,7 @@ inline bool options_valid(const uint8_t* opt, unsigned len)
 }
 
 // Fills p from m. On failure returns false with `why` set; m is untouched.
-inline bool frame(const rte_mbuf* m, Translator::Parsed& p, Drop& why)
+__attribute__((always_inline)) inline bool frame(const rte_mbuf* m, Translator::Parsed& p, Drop& why)
 {
     if (m->nb_segs != 1) { why = Drop::Unsupported; return false; }
     const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
@@ -83,7 +83,7 @@ inline bool frame(const rte_mbuf* m, Translator::Parsed& p, Drop& why)
     if (ip_len < ihl || l3 + uint32_t(ip_len) > len) { why = Drop::Malformed; return false; }
     const uint64_t cksum_flags = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
     if (cksum_flags == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
-        (cksum_flags != RTE_MBUF_F_RX_IP_CKSUM_GOOD && !csum::verify(ip, ihl))) {
+        (cksum_flags != RTE_MBUF_F_RX_IP_CKSUM_GOOD && !csum::verify_ipv4_header(ip, ihl))) {
         why = Drop::BadChecksum;
         return false;
     }

@@ -11,11 +11,15 @@ Pool::Pool(const std::vector<uint32_t>& host_order_addrs)
     for (uint32_t a : host_order_addrs) addrs_.push_back(rte_cpu_to_be_32(a));
 
     uint32_t slots = 4;
-    while (slots < 2 * addrs_.size()) slots <<= 1;
+    shift_ = 30;
+    while (slots < 2 * addrs_.size()) {
+        slots <<= 1;
+        --shift_;
+    }
     mask_ = slots - 1;
     slots_.assign(slots, Slot{0, -1});
     for (size_t i = 0; i < addrs_.size(); ++i) {
-        uint32_t slot = hash(addrs_[i]) & mask_;
+        uint32_t slot = hash(addrs_[i]);
         while (slots_[slot].index >= 0) slot = (slot + 1) & mask_;
         slots_[slot] = Slot{addrs_[i], int32_t(i)};
     }

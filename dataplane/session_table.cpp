@@ -12,7 +12,22 @@ namespace ephemera {
 
 namespace {
 
-rte_hash* make_hash(const char* what, unsigned worker, uint32_t entries, uint32_t key_len, int socket)
+// Keys are 8 or 12 bytes; rte_hash would compare them with memcmp().
+int equal_mapping_key(const void* a, const void* b, size_t)
+{
+    uint64_t x, y;
+    std::memcpy(&x, a, 8);
+    std::memcpy(&y, b, 8);
+    return x != y;
+}
+
+int equal_session_key(const void* a, const void* b, size_t)
+{
+    return std::memcmp(a, b, sizeof(SessionKey));
+}
+
+rte_hash* make_hash(const char* what, unsigned worker, uint32_t entries, uint32_t key_len, int socket,
+                    rte_hash_cmp_eq_t equal)
 {
     // rte_hash names are global to the process; make each table's unique.
     static unsigned serial = 0;
@@ -32,6 +47,7 @@ rte_hash* make_hash(const char* what, unsigned worker, uint32_t entries, uint32_
     if (h == nullptr)
         throw std::runtime_error(std::string("cannot create ") + what + " table of " + std::to_string(entries) +
                                  " entries: " + rte_strerror(rte_errno));
+    rte_hash_set_cmp_func(h, equal);
     return h;
 }
 
@@ -40,9 +56,9 @@ rte_hash* make_hash(const char* what, unsigned worker, uint32_t entries, uint32_
 SessionTable::SessionTable(uint32_t max_mappings, uint32_t max_extra_sessions, unsigned worker, int socket)
     : mappings_(max_mappings, socket), extras_(max_extra_sessions, socket)
 {
-    mapping_hash_ = make_hash("eph_map", worker, max_mappings, sizeof(MappingKey), socket);
+    mapping_hash_ = make_hash("eph_map", worker, max_mappings, sizeof(MappingKey), socket, equal_mapping_key);
     try {
-        session_hash_ = make_hash("eph_ses", worker, max_extra_sessions, sizeof(SessionKey), socket);
+        session_hash_ = make_hash("eph_ses", worker, max_extra_sessions, sizeof(SessionKey), socket, equal_session_key);
     } catch (...) {
         rte_hash_free(mapping_hash_);
         throw;
@@ -55,10 +71,11 @@ SessionTable::~SessionTable()
     rte_hash_free(mapping_hash_);
 }
 
-void SessionTable::lookup_bulk(const MappingKey* const* keys, unsigned n, int32_t* positions) const
+void SessionTable::lookup_bulk(const MappingKey* const* keys, const hash_sig_t* sigs, unsigned n,
+                               int32_t* positions) const
 {
-    rte_hash_lookup_bulk(mapping_hash_, reinterpret_cast<const void**>(const_cast<const MappingKey**>(keys)), n,
-                         positions);
+    rte_hash_lookup_with_hash_bulk(mapping_hash_, reinterpret_cast<const void**>(const_cast<const MappingKey**>(keys)),
+                                   const_cast<hash_sig_t*>(sigs), n, positions);
 }
 
 int32_t SessionTable::lookup(const MappingKey& key) const { return rte_hash_lookup(mapping_hash_, &key); }
@@ -91,11 +108,8 @@ void SessionTable::remove_mapping(uint32_t index)
     --mapping_count_;
 }
 
-SessionState* SessionTable::find_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port)
+SessionState* SessionTable::find_extra(uint32_t index, uint32_t remote_addr, uint16_t remote_port)
 {
-    Mapping& m = mappings_[index];
-    if (m.first.live && m.first.remote_addr == remote_addr && m.first.remote_port == remote_port) return &m.first;
-    if (m.extra_count == 0) return nullptr;
     const SessionKey key{index, remote_addr, remote_port};
     const int32_t pos = rte_hash_lookup(session_hash_, &key);
     return pos < 0 ? nullptr : &extras_[uint32_t(pos)].s;
@@ -165,12 +179,6 @@ uint32_t SessionTable::expire_sessions(uint32_t index, Tick now)
     }
     m.expires = latest;
     return ended;
-}
-
-uint32_t SessionTable::session_count(uint32_t index) const
-{
-    const Mapping& m = mappings_[index];
-    return (m.first.live ? 1u : 0u) + m.extra_count;
 }
 
 size_t SessionTable::memory_bytes() const

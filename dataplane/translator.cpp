@@ -130,22 +130,50 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
     return index;
 }
 
+SessionState* Translator::new_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port, Tick now)
+{
+    // At the per-mapping limit, sessions that expired but were not swept yet
+    // make room first: only live state counts against the limit.
+    if (table_.session_count(index) >= max_sessions_per_mapping_)
+        stats_.sessions_released += table_.expire_sessions(index, now);
+    if (table_.session_count(index) >= max_sessions_per_mapping_) return nullptr;
+    SessionState* s = table_.add_session(index, remote_addr, remote_port);
+    if (s == nullptr) {
+        stats_.sessions_released += table_.expire_sessions(index, now);
+        s = table_.add_session(index, remote_addr, remote_port);
+    }
+    stats_.sessions_created += s != nullptr;
+    return s;
+}
+
+void Translator::refresh(Mapping& map, uint32_t index, SessionState& s, Tick now)
+{
+    const Tick before = s.expires;
+    s.expires = now + session_timeout(map.l4, s.tcp);
+    if (map.extra_count == 0 || s.expires >= map.expires) {
+        map.expires = s.expires; // with no extra sessions, s is the only one
+    } else if (before == map.expires) {
+        // This session set the mapping's lifetime and just shortened it (RST,
+        // FIN both ways): the mapping lives as long as its longest session.
+        Tick latest = 0;
+        table_.for_each_session(index, [&](const SessionState& other) {
+            if (other.expires > latest) latest = other.expires;
+        });
+        map.expires = latest;
+    }
+}
+
 bool Translator::outbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why)
 {
     Mapping& map = table_.mapping(index);
     const uint16_t rport = remote_port_of(p, p.space, p.dport);
     SessionState* s = table_.find_session(index, p.dst, rport);
-    if (s == nullptr) {
-        if (table_.session_count(index) >= max_sessions_per_mapping_ ||
-            (s = table_.add_session(index, p.dst, rport)) == nullptr) {
-            why = Drop::TableFull;
-            return false;
-        }
-        stats_.sessions_created += 1;
+    if (s == nullptr && (s = new_session(index, p.dst, rport, now)) == nullptr) {
+        why = Drop::TableFull;
+        return false;
     }
     if (p.space == L4::Tcp) track_tcp(*s, p.tcp_flags, Dir::Out);
-    s->expires = now + session_timeout(map.l4, s->tcp);
-    if (map.extra_count == 0 || s->expires > map.expires) map.expires = s->expires;
+    refresh(map, index, *s, now);
     return true;
 }
 
@@ -163,19 +191,16 @@ bool Translator::inbound_session(uint32_t index, const Parsed& p, Tick now, Drop
             return false;
         }
         if (s == nullptr) {
-            if (table_.session_count(index) >= max_sessions_per_mapping_ ||
-                (s = table_.add_session(index, p.src, rport)) == nullptr) {
+            if ((s = new_session(index, p.src, rport, now)) == nullptr) {
                 why = Drop::TableFull;
                 return false;
             }
-            stats_.sessions_created += 1;
         } else {
             s->tcp = 0; // an expired session reopened from outside starts afresh
         }
     }
     if (p.space == L4::Tcp) track_tcp(*s, p.tcp_flags, Dir::In);
-    s->expires = now + session_timeout(map.l4, s->tcp);
-    if (map.extra_count == 0 || s->expires > map.expires) map.expires = s->expires;
+    refresh(map, index, *s, now);
     return true;
 }
 
@@ -264,6 +289,7 @@ uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
     bool ok[kBurst];
     MappingKey keys[kBurst];
     const MappingKey* key_ptrs[kBurst];
+    uint32_t sigs[kBurst];
     int32_t found[kBurst];
     uint8_t key_of[kBurst];
 
@@ -276,10 +302,11 @@ uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
         if (ok[i] && !parsed[i].icmp_error) {
             keys[nkeys] = MappingKey{parsed[i].src, parsed[i].sport, uint8_t(parsed[i].space)};
             key_ptrs[nkeys] = &keys[nkeys];
+            sigs[nkeys] = SessionTable::signature(keys[nkeys]);
             key_of[i] = uint8_t(nkeys++);
         }
     }
-    if (nkeys) table_.lookup_bulk(key_ptrs, nkeys, found);
+    if (nkeys) table_.lookup_bulk(key_ptrs, sigs, nkeys, found);
     for (unsigned k = 0; k < nkeys; ++k)
         if (found[k] >= 0) rte_prefetch0(&table_.mapping(uint32_t(found[k])));
 
@@ -415,7 +442,9 @@ uint32_t Translator::expire(Tick now, uint32_t budget)
         const uint32_t i = sweep_cursor_;
         sweep_cursor_ = sweep_cursor_ + 1 == cap ? 0 : sweep_cursor_ + 1;
         Mapping& map = table_.mapping(i);
-        if (!map.live || now < map.expires) continue;
+        if (!map.live) continue;
+        // A live mapping may still hold sessions that ended: sweep those too.
+        if (now < map.expires && map.extra_count == 0) continue;
         stats_.sessions_released += table_.expire_sessions(i, now);
         if (table_.session_count(i) == 0) {
             release_mapping(i, now);

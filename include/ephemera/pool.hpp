@@ -25,7 +25,7 @@ public:
     // open-addressed flat table: no hashing library, two probes typically.
     int index_of(uint32_t addr_net) const
     {
-        for (uint32_t slot = hash(addr_net) & mask_;; slot = (slot + 1) & mask_) {
+        for (uint32_t slot = hash(addr_net);; slot = (slot + 1) & mask_) {
             const Slot& s = slots_[slot];
             if (s.index < 0) return kNotInPool;
             if (s.addr == addr_net) return s.index;
@@ -37,11 +37,15 @@ private:
         uint32_t addr;
         int32_t index;
     };
-    static uint32_t hash(uint32_t v) { return (v * 0x9e3779b1u) >> 7; }
+    // Fibonacci hashing: the product's top bits mix every input bit, so a
+    // prefix of consecutive addresses (which differ in the top byte of a
+    // network-order integer on x86) still spreads over the table.
+    uint32_t hash(uint32_t v) const { return (v * 0x9e3779b1u) >> shift_; }
 
     std::vector<uint32_t> addrs_;
     std::vector<Slot> slots_;
     uint32_t mask_ = 0;
+    unsigned shift_ = 32;
 };
 
 } // namespace ephemera

@@ -12,6 +12,8 @@
 
 #include <cstdint>
 
+#include <rte_hash_crc.h>
+
 #include "ephemera/clock.hpp"
 #include "ephemera/dpdk_array.hpp"
 #include "ephemera/flow_key.hpp"
@@ -80,8 +82,11 @@ public:
     SessionTable(const SessionTable&) = delete;
     SessionTable& operator=(const SessionTable&) = delete;
 
+    // The hash rte_hash uses for a mapping key; computed by the caller while
+    // the key is in a register, instead of through a function pointer.
+    static uint32_t signature(const MappingKey& key) { return rte_hash_crc(&key, sizeof key, 0); }
     // positions[i] is the mapping index of keys[i], or negative when absent.
-    void lookup_bulk(const MappingKey* const* keys, unsigned n, int32_t* positions) const;
+    void lookup_bulk(const MappingKey* const* keys, const uint32_t* sigs, unsigned n, int32_t* positions) const;
     int32_t lookup(const MappingKey& key) const;
     // Index of a new, zeroed, live mapping; negative when the table is full.
     int32_t add_mapping(const MappingKey& key);
@@ -96,7 +101,13 @@ public:
     uint32_t extra_count() const { return extra_count_; }
 
     // The live session of mapping `index` with that remote endpoint, or null.
-    SessionState* find_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port);
+    // The inline first session is checked here, on the caller's fast path.
+    SessionState* find_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port)
+    {
+        Mapping& m = mappings_[index];
+        if (m.first.live && m.first.remote_addr == remote_addr && m.first.remote_port == remote_port) return &m.first;
+        return m.extra_count == 0 ? nullptr : find_extra(index, remote_addr, remote_port);
+    }
     // True when some live session of the mapping has that remote address.
     bool has_remote_addr(uint32_t index, uint32_t remote_addr, Tick now) const;
     // A new live session (inline when free, else chained); null when full.
@@ -104,7 +115,11 @@ public:
     // Ends every session that expired by `now`; returns how many. Recomputes
     // the mapping's `expires` from what is left.
     uint32_t expire_sessions(uint32_t index, Tick now);
-    uint32_t session_count(uint32_t index) const;
+    uint32_t session_count(uint32_t index) const
+    {
+        const Mapping& m = mappings_[index];
+        return (m.first.live ? 1u : 0u) + m.extra_count;
+    }
 
     // Calls fn(const SessionState&) for each live session of a mapping.
     template <typename Fn>
@@ -118,6 +133,7 @@ public:
     size_t memory_bytes() const;
 
 private:
+    SessionState* find_extra(uint32_t index, uint32_t remote_addr, uint16_t remote_port);
     void remove_extra(uint32_t extra_index);
 
     rte_hash* mapping_hash_ = nullptr;

@@ -68,6 +68,8 @@ private:
     unsigned part_index(unsigned pool_index, L4 l4) const { return unsigned(l4) * pool_.size() + pool_index; }
     void drop(rte_mbuf* m, Dir dir, Drop reason);
     int32_t create_mapping(const Parsed& p, const rte_mbuf* m, Tick now, Drop& why);
+    SessionState* new_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port, Tick now);
+    void refresh(Mapping& map, uint32_t index, SessionState& s, Tick now);
     bool outbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why);
     bool inbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why);
     bool outbound_icmp_error(rte_mbuf* m, const Parsed& p, Tick now, Drop& why);
