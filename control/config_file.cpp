@@ -1,0 +1,258 @@
+// TOML -> GatewayConfig. Every key is known here; an unknown key, a wrong type
+// or an unusable value is an error that names the key, so a typo never turns
+// silently into a default.
+#include "ephemera/gateway_config.hpp"
+
+#include <charconv>
+#include <set>
+
+#define TOML_EXCEPTIONS 1
+#include <toml++/toml.h>
+
+namespace ephemera {
+
+const char* to_string(Steering s)
+{
+    switch (s) {
+    case Steering::Auto: return "auto";
+    case Steering::FlowRules: return "flow";
+    case Steering::Handoff: return "handoff";
+    }
+    return "?";
+}
+
+namespace {
+
+class Reader {
+public:
+    explicit Reader(const toml::table& root) : root_(root) {}
+
+    // Fails on any key that was never asked for.
+    void reject_unknown() const
+    {
+        for (auto&& [section, node] : root_) {
+            const std::string s(section.str());
+            if (!node.is_table()) {
+                if (!known_.count(s)) fail(s, "unknown key");
+                continue;
+            }
+            if (!sections_.count(s)) fail(s, "unknown section");
+            for (auto&& [key, value] : *node.as_table()) {
+                (void)value;
+                const std::string full = s + "." + std::string(key.str());
+                if (!known_.count(full)) fail(full, "unknown key");
+            }
+        }
+    }
+
+    template <typename T>
+    std::optional<T> get(const std::string& section, const std::string& key, const char* type_name)
+    {
+        sections_.insert(section);
+        const std::string full = section + "." + key;
+        known_.insert(full);
+        const toml::node* node = root_.at_path(full).node();
+        if (node == nullptr) return std::nullopt;
+        if (auto v = node->value<T>()) return *v;
+        fail(full, std::string("expected ") + type_name);
+    }
+
+    std::optional<uint64_t> number(const std::string& section, const std::string& key, uint64_t min, uint64_t max)
+    {
+        auto v = get<int64_t>(section, key, "an integer");
+        if (!v) return std::nullopt;
+        if (*v < int64_t(min) || uint64_t(*v) > max)
+            fail(section + "." + key, std::to_string(*v),
+                 "expected " + std::to_string(min) + "-" + std::to_string(max));
+        return uint64_t(*v);
+    }
+
+    std::vector<std::string> strings(const std::string& section, const std::string& key)
+    {
+        sections_.insert(section);
+        const std::string full = section + "." + key;
+        known_.insert(full);
+        std::vector<std::string> out;
+        const toml::node* node = root_.at_path(full).node();
+        if (node == nullptr) return out;
+        if (node->is_string()) return {*node->value<std::string>()};
+        const toml::array* arr = node->as_array();
+        if (arr == nullptr) fail(full, "expected a string or an array of strings");
+        for (auto&& item : *arr) {
+            auto s = item.value<std::string>();
+            if (!s) fail(full, "expected an array of strings");
+            out.push_back(*s);
+        }
+        return out;
+    }
+
+    void section(const std::string& s) { sections_.insert(s); }
+
+    [[noreturn]] static void fail(const std::string& key, const std::string& why) { throw ConfigError(key + ": " + why); }
+    [[noreturn]] static void fail(const std::string& key, const std::string& value, const std::string& why)
+    {
+        throw ConfigError(key + " = " + value + ": " + why);
+    }
+
+private:
+    const toml::table& root_;
+    std::set<std::string> sections_, known_;
+};
+
+// Rethrows an address/prefix parse error under the config key that held it.
+template <typename Fn>
+auto under_key(const std::string& key, const std::string& text, Fn&& fn)
+{
+    try {
+        return fn();
+    } catch (const ConfigError& e) {
+        Reader::fail(key, "\"" + text + "\"", e.what());
+    }
+}
+
+Interface read_interface(Reader& r, const std::string& section)
+{
+    Interface itf;
+    auto port = r.get<std::string>(section, "port", "a string");
+    if (!port || port->empty()) Reader::fail(section + ".port", "missing: a PCI address, a vdev string or auto:IFACE");
+    itf.port = *port;
+    auto addr = r.get<std::string>(section, "address", "a string");
+    if (!addr) Reader::fail(section + ".address", "missing: the gateway's address/prefix on this side");
+    const auto slash = addr->find('/');
+    const std::string ip = addr->substr(0, slash);
+    itf.address = under_key(section + ".address", *addr, [&] { return parse_ipv4(ip); });
+    if (slash != std::string::npos) {
+        unsigned len = 0;
+        const std::string l = addr->substr(slash + 1);
+        auto [end, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
+        if (ec != std::errc{} || end != l.data() + l.size() || len < 8 || len > 32)
+            Reader::fail(section + ".address", "\"" + *addr + "\"", "prefix length must be 8-32");
+        itf.prefix_len = uint8_t(len);
+    }
+    return itf;
+}
+
+std::array<uint8_t, 6> parse_mac(const std::string& key, const std::string& text)
+{
+    std::array<uint8_t, 6> mac{};
+    unsigned b[6];
+    char tail;
+    if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6)
+        Reader::fail(key, "\"" + text + "\"", "not a MAC address (aa:bb:cc:dd:ee:ff)");
+    for (int i = 0; i < 6; ++i) {
+        if (b[i] > 255) Reader::fail(key, "\"" + text + "\"", "not a MAC address");
+        mac[size_t(i)] = uint8_t(b[i]);
+    }
+    return mac;
+}
+
+} // namespace
+
+GatewayConfig parse_gateway_config(const std::string& text, const std::string& source)
+{
+    toml::table root;
+    try {
+        root = toml::parse(text, source);
+    } catch (const toml::parse_error& e) {
+        const auto& where = e.source().begin;
+        throw ConfigError(source + ":" + std::to_string(where.line) + ":" + std::to_string(where.column) + ": " +
+                          std::string(e.description()));
+    }
+    try {
+        Reader r(root);
+        GatewayConfig g;
+
+        g.eal_args = r.strings("eal", "args");
+        if (auto v = r.get<std::string>("eal", "lcores", "a string")) g.lcores = *v;
+
+        g.inside = read_interface(r, "inside");
+        g.outside = read_interface(r, "outside");
+        auto hop = r.get<std::string>("outside", "next_hop", "a string");
+        if (!hop) Reader::fail("outside.next_hop", "missing: the outside router's address");
+        g.next_hop = under_key("outside.next_hop", *hop, [&] { return parse_ipv4(*hop); });
+        const uint32_t out_mask = ~uint32_t(0) << (32 - g.outside.prefix_len);
+        if ((g.next_hop & out_mask) != (g.outside.address & out_mask))
+            Reader::fail("outside.next_hop", *hop, "not on the outside subnet " + format_ipv4(g.outside.address) + "/" +
+                                                       std::to_string(g.outside.prefix_len));
+        if (auto mac = r.get<std::string>("outside", "next_hop_mac", "a string"))
+            g.next_hop_mac = parse_mac("outside.next_hop_mac", *mac);
+
+        NatConfig& n = g.nat;
+        for (const std::string& p : r.strings("nat", "pool")) {
+            auto addrs = under_key("nat.pool", p, [&] { return parse_ipv4_prefix(p); });
+            n.pool.insert(n.pool.end(), addrs.begin(), addrs.end());
+        }
+        if (n.pool.empty()) Reader::fail("nat.pool", "missing: at least one address or prefix");
+        if (auto ports = r.get<std::string>("nat", "ports", "a string like \"49152-65535\"")) {
+            unsigned first = 0, last = 0;
+            const auto dash = ports->find('-');
+            const std::string a = ports->substr(0, dash), b = dash == std::string::npos ? "" : ports->substr(dash + 1);
+            auto r1 = std::from_chars(a.data(), a.data() + a.size(), first);
+            auto r2 = std::from_chars(b.data(), b.data() + b.size(), last);
+            if (dash == std::string::npos || r1.ec != std::errc{} || r2.ec != std::errc{} ||
+                r1.ptr != a.data() + a.size() || r2.ptr != b.data() + b.size())
+                Reader::fail("nat.ports", "\"" + *ports + "\"", "expected FIRST-LAST, e.g. \"49152-65535\"");
+            under_key("nat.ports", *ports, [&] { validate_port_range(first, last); return 0; });
+            n.ports = PortRange{uint16_t(first), uint16_t(last)};
+        }
+        if (auto f = r.get<std::string>("nat", "filtering", "a string"))
+            n.filtering = under_key("nat.filtering", *f, [&] { return parse_filtering_mode(*f); });
+        if (auto v = r.get<bool>("nat", "port_parity", "true or false")) n.port_parity = *v;
+        if (auto v = r.get<bool>("nat", "randomize_ports", "true or false")) n.randomize_ports = *v;
+        if (auto v = r.number("nat", "port_seed", 0, INT64_MAX)) n.port_seed = *v;
+        if (auto v = r.number("nat", "max_mappings", 8, 1u << 26)) n.max_mappings = uint32_t(*v);
+        if (auto v = r.number("nat", "max_extra_sessions", 8, 1u << 26)) n.max_extra_sessions = uint32_t(*v);
+        if (auto v = r.number("nat", "max_sessions_per_mapping", 1, 65535)) n.max_sessions_per_mapping = uint32_t(*v);
+
+        const uint64_t month = 31ull * 24 * 3600;
+        Timeouts& t = n.timeouts;
+        r.section("timeouts");
+        if (auto v = r.number("timeouts", "udp", 1, month)) t.udp = uint32_t(*v);
+        if (auto v = r.number("timeouts", "tcp_established", 1, month)) t.tcp_established = uint32_t(*v);
+        if (auto v = r.number("timeouts", "tcp_transitory", 1, month)) t.tcp_transitory = uint32_t(*v);
+        if (auto v = r.number("timeouts", "icmp", 1, month)) t.icmp = uint32_t(*v);
+        if (auto v = r.number("timeouts", "sctp", 1, month)) t.sctp = uint32_t(*v);
+        if (auto v = r.number("timeouts", "quarantine", 0, 3600)) t.quarantine = uint32_t(*v);
+
+        if (auto v = r.number("dataplane", "workers", 1, 64)) n.workers = unsigned(*v);
+        if (auto s = r.get<std::string>("dataplane", "steering", "a string")) {
+            if (*s == "auto") g.steering = Steering::Auto;
+            else if (*s == "flow") g.steering = Steering::FlowRules;
+            else if (*s == "handoff") g.steering = Steering::Handoff;
+            else Reader::fail("dataplane.steering", "\"" + *s + "\"", "expected auto, flow or handoff");
+        }
+        if (auto v = r.number("dataplane", "mbufs", 1024, 1u << 22)) g.mbufs = uint32_t(*v);
+        if (auto v = r.number("dataplane", "rx_descriptors", 64, 16384)) g.rx_descriptors = uint16_t(*v);
+        if (auto v = r.number("dataplane", "tx_descriptors", 64, 16384)) g.tx_descriptors = uint16_t(*v);
+        if (auto v = r.number("dataplane", "handoff_ring", 64, 1u << 16)) {
+            if (*v & (*v - 1)) Reader::fail("dataplane.handoff_ring", std::to_string(*v), "must be a power of two");
+            g.handoff_ring = uint32_t(*v);
+        }
+        if (auto v = r.number("dataplane", "icmp_rate", 0, 1000000)) g.icmp_rate = uint32_t(*v);
+
+        r.reject_unknown();
+        validate(n);
+        for (uint32_t a : n.pool)
+            if (a == g.inside.address || a == g.outside.address)
+                Reader::fail("nat.pool", format_ipv4(a), "a pool address is also a gateway interface address");
+        return g;
+    } catch (const ConfigError& e) {
+        throw ConfigError(source + ": " + e.what());
+    }
+}
+
+GatewayConfig load_gateway_config(const std::string& path)
+{
+    std::string text;
+    if (FILE* f = std::fopen(path.c_str(), "rb")) {
+        char buf[4096];
+        size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+        std::fclose(f);
+    } else {
+        throw ConfigError(path + ": cannot read the configuration file");
+    }
+    return parse_gateway_config(text, path);
+}
+
+} // namespace ephemera

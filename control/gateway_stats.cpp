@@ -1,0 +1,78 @@
+#include "gateway_stats.hpp"
+
+#include "../dataplane/gateway_worker.hpp"
+
+namespace ephemera {
+
+nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers)
+{
+    WorkerStats nat;
+    GatewayCounters gw;
+    uint64_t mappings = 0;
+    for (const auto& w : workers) {
+        const WorkerStats& s = w->translator().stats();
+        for (unsigned d = 0; d < 2; ++d) {
+            nat.rx[d] += s.rx[d];
+            nat.tx[d] += s.tx[d];
+            nat.icmp_errors[d] += s.icmp_errors[d];
+            for (unsigned r = 0; r < kDropCount; ++r) nat.drops[d][r] += s.drops[d][r];
+        }
+        nat.mappings_created += s.mappings_created;
+        nat.mappings_released += s.mappings_released;
+        nat.sessions_created += s.sessions_created;
+        nat.sessions_released += s.sessions_released;
+        nat.parity_fallbacks += s.parity_fallbacks;
+        const GatewayCounters& c = w->counters();
+        for (unsigned p = 0; p < 2; ++p) {
+            gw.rx[p] += c.rx[p];
+            gw.tx[p] += c.tx[p];
+            gw.tx_dropped[p] += c.tx_dropped[p];
+            gw.handed_off[p] += c.handed_off[p];
+            gw.handoff_full[p] += c.handoff_full[p];
+        }
+        gw.hairpinned += c.hairpinned;
+        gw.arp_replies += c.arp_replies;
+        gw.arp_requests_sent += c.arp_requests_sent;
+        gw.echo_replies += c.echo_replies;
+        gw.time_exceeded_sent += c.time_exceeded_sent;
+        gw.icmp_rate_limited += c.icmp_rate_limited;
+        gw.no_next_hop += c.no_next_hop;
+        gw.not_for_us += c.not_for_us;
+        gw.local_dropped += c.local_dropped;
+        mappings += w->translator().table().mapping_count();
+    }
+    nlohmann::json drops;
+    for (Dir d : {Dir::Out, Dir::In}) {
+        nlohmann::json by_reason = nlohmann::json::object();
+        for (unsigned r = 0; r < kDropCount; ++r) by_reason[to_string(Drop(r))] = nat.drops[unsigned(d)][r];
+        drops[to_string(d)] = by_reason;
+    }
+    return {
+        {"rx", {{"inside", gw.rx[0]}, {"outside", gw.rx[1]}}},
+        {"tx", {{"inside", gw.tx[0]}, {"outside", gw.tx[1]}}},
+        {"tx_dropped", {{"inside", gw.tx_dropped[0]}, {"outside", gw.tx_dropped[1]}}},
+        {"translated", {{"out", nat.tx[0]}, {"in", nat.tx[1]}}},
+        {"icmp_errors_translated", {{"out", nat.icmp_errors[0]}, {"in", nat.icmp_errors[1]}}},
+        {"drops", drops},
+        {"mappings", mappings},
+        {"sessions", nat.sessions_created - nat.sessions_released},
+        {"mappings_created", nat.mappings_created},
+        {"mappings_released", nat.mappings_released},
+        {"sessions_created", nat.sessions_created},
+        {"sessions_released", nat.sessions_released},
+        {"handoff", {{"out", gw.handed_off[0]}, {"in", gw.handed_off[1]}}},
+        {"handoff_full", {{"out", gw.handoff_full[0]}, {"in", gw.handoff_full[1]}}},
+        {"hairpinned", gw.hairpinned},
+        {"arp_replies", gw.arp_replies},
+        {"arp_requests_sent", gw.arp_requests_sent},
+        {"echo_replies", gw.echo_replies},
+        {"time_exceeded_sent", gw.time_exceeded_sent},
+        {"icmp_rate_limited", gw.icmp_rate_limited},
+        {"no_next_hop", gw.no_next_hop},
+        {"not_for_us", gw.not_for_us},
+        {"local_dropped", gw.local_dropped},
+        {"workers", workers.size()},
+    };
+}
+
+} // namespace ephemera

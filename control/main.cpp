@@ -1,0 +1,238 @@
+// ephemera: the NAT gateway daemon. Loads the configuration, brings up EAL,
+// the two ports and one worker lcore per configured worker, then stays on the
+// main lcore for the control plane: next-hop ARP, the stats file, signals.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "../dataplane/eth_port.hpp"
+#include "../dataplane/gateway_worker.hpp"
+#include "ephemera/gateway_config.hpp"
+#include "gateway_stats.hpp"
+
+using namespace ephemera;
+
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+void on_signal(int sig) { g_signal = sig; }
+
+[[noreturn]] void die(const std::string& message, int code = 1)
+{
+    std::fprintf(stderr, "ephemera: error: %s\n", message.c_str());
+    std::fflush(stderr);
+    std::exit(code);
+}
+
+std::string mac_text(const rte_ether_addr& mac)
+{
+    char buf[RTE_ETHER_ADDR_FMT_SIZE];
+    rte_ether_format_addr(buf, sizeof buf, &mac);
+    return buf;
+}
+
+int worker_main(void* arg)
+{
+    static_cast<Worker*>(arg)->run();
+    return 0;
+}
+
+void write_stats(const std::string& path, const nlohmann::json& stats)
+{
+    if (path.empty()) return;
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << stats.dump() << "\n";
+    }
+    std::rename(tmp.c_str(), path.c_str()); // readers never see half a file
+}
+
+// Frees what is left in a ring (handoff or control) at shutdown.
+void drain_ring(rte_ring* r)
+{
+    void* m;
+    while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App app{"ephemera: a DPDK NAT port mapper (carrier-grade NAPT44 gateway)"};
+    std::string config_path, stats_path;
+    app.add_option("-c,--config", config_path, "TOML configuration file")->required();
+    app.add_option("--stats-file", stats_path, "rewrite this file with the counters (JSON) every second");
+    CLI11_PARSE(app, argc, argv);
+
+    GatewayConfig config;
+    try {
+        config = load_gateway_config(config_path);
+    } catch (const std::exception& e) {
+        die(e.what(), 2);
+    }
+    const unsigned workers = config.nat.workers;
+
+    // EAL: the configured arguments, and lcores for main + workers.
+    std::vector<std::string> eal = {"ephemera"};
+    eal.insert(eal.end(), config.eal_args.begin(), config.eal_args.end());
+    if (!config.lcores.empty()) {
+        eal.push_back("--lcores");
+        eal.push_back(config.lcores);
+    } else {
+        eal.push_back("-l");
+        eal.push_back("0-" + std::to_string(workers));
+    }
+    std::vector<char*> eal_argv;
+    for (auto& s : eal) eal_argv.push_back(s.data());
+    if (rte_eal_init(int(eal_argv.size()), eal_argv.data()) < 0)
+        die(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno) + " (check [eal] args and hugepages)");
+    if (rte_lcore_count() < workers + 1)
+        die("dataplane.workers = " + std::to_string(workers) + ": needs " + std::to_string(workers + 1) +
+            " lcores (main + workers), EAL has " + std::to_string(rte_lcore_count()) + "; set [eal] lcores");
+    if (config.steering == Steering::FlowRules)
+        die("dataplane.steering = \"flow\": flow-rule steering is not implemented yet; use \"auto\" or \"handoff\"");
+
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+
+    const uint32_t ring = config.handoff_ring;
+    const uint32_t mbufs = config.mbufs ? config.mbufs
+                                        : 2 * workers * (config.rx_descriptors + config.tx_descriptors) +
+                                              2 * workers * (workers - 1) * ring + 4096 * workers;
+    rte_mempool* pool = rte_pktmbuf_pool_create("ephemera_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+                                                int(rte_socket_id()));
+    if (pool == nullptr) die("cannot allocate " + std::to_string(mbufs) + " mbufs: " + rte_strerror(rte_errno));
+
+    int exit_code = 0;
+    {
+        std::unique_ptr<EthPort> inside, outside;
+        try {
+            inside = std::make_unique<EthPort>("inside", config.inside.port, uint16_t(workers),
+                                               config.rx_descriptors, config.tx_descriptors, pool);
+            outside = std::make_unique<EthPort>("outside", config.outside.port, uint16_t(workers),
+                                                config.rx_descriptors, config.tx_descriptors, pool);
+        } catch (const std::exception& e) {
+            die(e.what());
+        }
+
+        PortLayout layout(config.nat.ports, workers);
+        Pool nat_pool(config.nat.pool);
+        Neighbor next_hop(rte_cpu_to_be_32(config.next_hop));
+        if (config.next_hop_mac) {
+            rte_ether_addr mac;
+            std::copy(config.next_hop_mac->begin(), config.next_hop_mac->end(), mac.addr_bytes);
+            next_hop.set(mac, rte_rdtsc());
+        }
+
+        GatewayShared shared;
+        shared.config = &config;
+        shared.layout = &layout;
+        shared.pool = &nat_pool;
+        shared.mbufs = pool;
+        shared.port[0] = inside->id();
+        shared.port[1] = outside->id();
+        shared.mac[0] = inside->mac();
+        shared.mac[1] = outside->mac();
+        shared.addr[0] = rte_cpu_to_be_32(config.inside.address);
+        shared.addr[1] = rte_cpu_to_be_32(config.outside.address);
+        shared.next_hop = &next_hop;
+        shared.workers = workers;
+        for (unsigned d = 0; d < 2; ++d)
+            for (unsigned i = 0; i < workers * workers; ++i) {
+                const std::string name = "eph_ho" + std::to_string(d) + "_" + std::to_string(i);
+                rte_ring* r = nullptr;
+                if (i / workers != i % workers &&
+                    (r = rte_ring_create(name.c_str(), ring, int(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ)) ==
+                        nullptr)
+                    die("cannot create handoff ring " + name + ": " + rte_strerror(rte_errno));
+                shared.handoff[d].push_back(r);
+            }
+        shared.control = rte_ring_create("eph_control", 64, int(rte_socket_id()), RING_F_SC_DEQ);
+        if (shared.control == nullptr) die(std::string("cannot create the control ring: ") + rte_strerror(rte_errno));
+
+        std::vector<std::unique_ptr<Worker>> pool_of_workers;
+        try {
+            for (unsigned w = 0; w < workers; ++w) pool_of_workers.push_back(std::make_unique<Worker>(shared, w));
+        } catch (const std::exception& e) {
+            die(std::string("cannot set up the workers: ") + e.what() + " (lower nat.max_mappings?)");
+        }
+
+        unsigned w = 0;
+        unsigned lcore;
+        RTE_LCORE_FOREACH_WORKER(lcore)
+        {
+            if (w == workers) break;
+            rte_eal_remote_launch(worker_main, pool_of_workers[w++].get(), lcore);
+        }
+        std::printf("ephemera: forwarding: inside=%s (%s) outside=%s (%s) workers=%u steering=handoff "
+                    "(virtual ports offer no flow rules or source-only RSS; software dispatch by subscriber and "
+                    "external port) pool=%zu addresses ports=%u-%u filtering=%s\n",
+                    inside->driver().c_str(), mac_text(inside->mac()).c_str(), outside->driver().c_str(),
+                    mac_text(outside->mac()).c_str(), workers, config.nat.pool.size(), config.nat.ports.first,
+                    config.nat.ports.last, to_string(config.nat.filtering));
+        std::fflush(stdout);
+
+        // The control plane: next-hop ARP and the stats file, ten times a second.
+        const uint64_t hz = rte_get_tsc_hz();
+        uint64_t last_arp = 0, last_stats = 0;
+        bool announced = false;
+        while (g_signal == 0) {
+            const uint64_t now = rte_rdtsc();
+            rte_ether_addr mac;
+            const bool known = next_hop.get(mac);
+            if (known && !announced) {
+                std::printf("ephemera: next hop %s is at %s\n", format_ipv4(config.next_hop).c_str(),
+                            mac_text(mac).c_str());
+                std::fflush(stdout);
+                announced = true;
+            }
+            // Ask every second until answered, then every 30 s to follow changes.
+            if (!config.next_hop_mac && now - last_arp > (known ? 30 : 1) * hz) {
+                if (rte_mbuf* req = router::arp_request(pool, outside->mac(), shared.addr[1],
+                                                        rte_cpu_to_be_32(config.next_hop)))
+                    if (rte_ring_mp_enqueue(shared.control, req) != 0) rte_pktmbuf_free(req);
+                last_arp = now;
+            }
+            if (now - last_stats > hz) {
+                write_stats(stats_path, gateway_stats(pool_of_workers));
+                last_stats = now;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+
+        shared.stop.store(true);
+        rte_eal_mp_wait_lcore();
+        const nlohmann::json final_stats = gateway_stats(pool_of_workers);
+        write_stats(stats_path, final_stats);
+        std::printf("ephemera: stopped by signal %d; final counters: %s\n", int(g_signal), final_stats.dump().c_str());
+        std::fflush(stdout);
+
+        for (unsigned d = 0; d < 2; ++d)
+            for (rte_ring* r : shared.handoff[d])
+                if (r) drain_ring(r);
+        drain_ring(shared.control);
+        pool_of_workers.clear();
+        inside.reset();
+        outside.reset();
+    }
+    rte_mempool_free(pool);
+    rte_eal_cleanup();
+    return exit_code;
+}

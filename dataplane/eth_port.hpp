@@ -1,0 +1,39 @@
+// One DPDK ethdev as the gateway uses it: found or hot-plugged from the
+// configured string, configured with one RX and one TX queue per worker,
+// started, promiscuous. Control plane only.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <rte_ether.h>
+#include <rte_mempool.h>
+
+namespace ephemera {
+
+class EthPort {
+public:
+    // spec: "auto:IFACE" (net_af_xdp on IFACE, else net_af_packet), a vdev
+    // string ("net_af_packet0,iface=eth1"), or an already-probed device name
+    // such as a PCI address. `role` names it in messages ("inside").
+    // Throws std::runtime_error with one clear line on failure.
+    EthPort(const std::string& role, const std::string& spec, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc,
+            rte_mempool* pool);
+    ~EthPort();
+    EthPort(const EthPort&) = delete;
+    EthPort& operator=(const EthPort&) = delete;
+
+    uint16_t id() const { return id_; }
+    const rte_ether_addr& mac() const { return mac_; }
+    const std::string& driver() const { return driver_; }
+    const std::string& name() const { return name_; }
+
+private:
+    static std::string probe(const std::string& role, const std::string& spec, uint16_t queues, std::string& driver);
+
+    uint16_t id_ = 0;
+    rte_ether_addr mac_{};
+    std::string name_, driver_;
+};
+
+} // namespace ephemera

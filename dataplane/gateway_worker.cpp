@@ -1,0 +1,290 @@
+#include "gateway_worker.hpp"
+
+#include <stdexcept>
+#include <string>
+
+#include <rte_cycles.h>
+#include <rte_malloc.h>
+#include <rte_prefetch.h>
+
+#include "steering.hpp"
+
+namespace ephemera {
+
+namespace {
+
+constexpr uint16_t kIcmpTimeExceeded = 11;
+
+uint16_t ttl_of(const rte_mbuf* m, uint16_t l3)
+{
+    return rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->time_to_live;
+}
+
+} // namespace
+
+Worker::Worker(GatewayShared& shared, unsigned id)
+    : shared_(shared),
+      id_(id),
+      nat_(shared.config->nat, *shared.layout, id, int(rte_socket_id())),
+      icmp_limit_(shared.config->icmp_rate, rte_get_tsc_hz())
+{
+    for (unsigned p = 0; p < 2; ++p) {
+        tx_[p] = static_cast<rte_eth_dev_tx_buffer*>(
+            rte_zmalloc_socket("ephemera_tx", RTE_ETH_TX_BUFFER_SIZE(kBurst), 0, int(rte_socket_id())));
+        if (tx_[p] == nullptr) throw std::runtime_error("out of memory for TX buffers");
+        rte_eth_tx_buffer_init(tx_[p], kBurst);
+        rte_eth_tx_buffer_set_err_callback(tx_[p], rte_eth_tx_buffer_count_callback, &counters_.tx_dropped[p]);
+        pending_[p].resize(shared.workers);
+    }
+    nat_.set_inside_l2(shared.mac[kInside]);
+}
+
+Worker::~Worker()
+{
+    for (auto* b : tx_) rte_free(b);
+}
+
+void Worker::send(Port port, rte_mbuf* m)
+{
+    counters_.tx[port] += rte_eth_tx_buffer(shared_.port[port], uint16_t(id_), tx_[port], m);
+}
+
+void Worker::sync_next_hop()
+{
+    const uint64_t v = shared_.next_hop->version();
+    if (v == next_hop_version_) return;
+    next_hop_version_ = v;
+    rte_ether_addr mac;
+    next_hop_known_ = shared_.next_hop->get(mac);
+    if (next_hop_known_) nat_.set_outside_l2(shared_.mac[kOutside], mac);
+}
+
+// Packets for the gateway itself, and packets whose TTL runs out here. True
+// when m was consumed (answered, or freed and counted).
+bool Worker::local_or_expired(rte_mbuf* m, uint16_t l3, Port port, uint64_t tsc)
+{
+    const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
+    if (ip->dst_addr == shared_.addr[kInside] || ip->dst_addr == shared_.addr[kOutside]) {
+        if (router::icmp_echo_reply(m, l3)) {
+            ++counters_.echo_replies;
+            send(port, m);
+        } else {
+            ++counters_.local_dropped;
+            rte_pktmbuf_free(m);
+        }
+        return true;
+    }
+    if (ttl_of(m, l3) > 1) return false;
+    // RFC 1812: time exceeded from the interface the packet came in on.
+    if (icmp_limit_.allow(tsc)) {
+        if (rte_mbuf* e = router::icmp_error(shared_.mbufs, m, l3, kIcmpTimeExceeded, 0, shared_.addr[port],
+                                             shared_.mac[port])) {
+            ++counters_.time_exceeded_sent;
+            send(port, e);
+        }
+    } else {
+        ++counters_.icmp_rate_limited;
+    }
+    // The translator counts the TTL drop, so the NAT counters stay complete.
+    return false;
+}
+
+void Worker::hand_off(Dir dir, unsigned owner, rte_mbuf* m)
+{
+    Pending& p = pending_[unsigned(dir)][owner];
+    p.pkts[p.n++] = m;
+    if (p.n == kBurst) {
+        rte_ring* r = shared_.handoff[unsigned(dir)][id_ * shared_.workers + owner];
+        const unsigned sent = rte_ring_sp_enqueue_burst(r, reinterpret_cast<void**>(p.pkts), p.n, nullptr);
+        counters_.handed_off[unsigned(dir)] += sent;
+        counters_.handoff_full[unsigned(dir)] += p.n - sent;
+        rte_pktmbuf_free_bulk(p.pkts + sent, p.n - sent);
+        p.n = 0;
+    }
+}
+
+void Worker::flush_handoffs()
+{
+    for (unsigned d = 0; d < 2; ++d)
+        for (unsigned w = 0; w < shared_.workers; ++w) {
+            Pending& p = pending_[d][w];
+            if (p.n == 0) continue;
+            rte_ring* r = shared_.handoff[d][id_ * shared_.workers + w];
+            const unsigned sent = rte_ring_sp_enqueue_burst(r, reinterpret_cast<void**>(p.pkts), p.n, nullptr);
+            counters_.handed_off[d] += sent;
+            counters_.handoff_full[d] += p.n - sent;
+            rte_pktmbuf_free_bulk(p.pkts + sent, p.n - sent);
+            p.n = 0;
+        }
+}
+
+void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
+{
+    const uint16_t done = nat_.outbound(pkts, n, now);
+    rte_mbuf* hairpin[kBurst];
+    uint16_t nh = 0;
+    for (uint16_t i = 0; i < done; ++i) {
+        rte_mbuf* m = pkts[i];
+        const uint16_t l3 = steer::ipv4_offset(m);
+        // RFC 4787 REQ-9: to another subscriber's mapping -> back in, translated.
+        if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr) !=
+                      Pool::kNotInPool) {
+            hairpin[nh++] = m;
+        } else if (!next_hop_known_) {
+            ++counters_.no_next_hop;
+            rte_pktmbuf_free(m);
+        } else {
+            send(kOutside, m);
+        }
+    }
+    if (nh) {
+        counters_.hairpinned += nh;
+        steer_inbound(hairpin, nh, now);
+    }
+}
+
+void Worker::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
+{
+    const uint16_t done = nat_.inbound(pkts, n, now);
+    for (uint16_t i = 0; i < done; ++i) send(kInside, pkts[i]);
+}
+
+// Outside packets addressed to the pool: to the owner of the external port.
+void Worker::steer_inbound(rte_mbuf** pkts, uint16_t n, Tick now)
+{
+    rte_mbuf* mine[kBurst];
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const uint16_t l3 = steer::ipv4_offset(m);
+        unsigned owner = id_;
+        if (l3) {
+            const int port = steer::external_port_of(rte_pktmbuf_mtod(m, const uint8_t*), l3, m->data_len);
+            if (port >= 0 && shared_.layout->in_range(uint16_t(port))) owner = shared_.layout->owner_of(uint16_t(port));
+        }
+        if (owner == id_) mine[k++] = m;
+        else hand_off(Dir::In, owner, m);
+    }
+    if (k) inbound(mine, k, now);
+}
+
+void Worker::poll_inside(Tick now, uint64_t tsc)
+{
+    rte_mbuf* pkts[kBurst];
+    const uint16_t n = rte_eth_rx_burst(shared_.port[kInside], uint16_t(id_), pkts, kBurst);
+    if (n == 0) return;
+    counters_.rx[kInside] += n;
+    for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+
+    rte_mbuf* mine[kBurst];
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+        if (m->data_len >= sizeof(*eth) && eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
+            if (router::arp_input(m, shared_.addr[kInside], nullptr, shared_.mac[kInside], nullptr, tsc)) {
+                ++counters_.arp_replies;
+                send(kInside, m);
+            } else {
+                rte_pktmbuf_free(m);
+            }
+            continue;
+        }
+        const uint16_t l3 = steer::ipv4_offset(m);
+        if (l3 && local_or_expired(m, l3, kInside, tsc)) continue;
+        unsigned owner = id_;
+        if (l3 && shared_.workers > 1)
+            owner = steer::subscriber_owner(steer::subscriber_of(rte_pktmbuf_mtod(m, const uint8_t*), l3, m->data_len),
+                                            shared_.workers);
+        if (owner == id_) mine[k++] = m;
+        else hand_off(Dir::Out, owner, m);
+    }
+    if (k) outbound(mine, k, now);
+}
+
+void Worker::poll_outside(Tick now, uint64_t tsc)
+{
+    rte_mbuf* pkts[kBurst];
+    const uint16_t n = rte_eth_rx_burst(shared_.port[kOutside], uint16_t(id_), pkts, kBurst);
+    if (n == 0) return;
+    counters_.rx[kOutside] += n;
+    for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
+
+    rte_mbuf* ours[kBurst];
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
+        if (m->data_len >= sizeof(*eth) && eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
+            if (router::arp_input(m, shared_.addr[kOutside], shared_.pool, shared_.mac[kOutside], shared_.next_hop,
+                                  tsc)) {
+                ++counters_.arp_replies;
+                send(kOutside, m);
+            } else {
+                rte_pktmbuf_free(m);
+            }
+            continue;
+        }
+        const uint16_t l3 = steer::ipv4_offset(m);
+        if (l3 && local_or_expired(m, l3, kOutside, tsc)) continue;
+        if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr) ==
+                      Pool::kNotInPool) {
+            ++counters_.not_for_us;
+            rte_pktmbuf_free(m);
+            continue;
+        }
+        ours[k++] = m; // not IPv4 goes to the translator, which counts it
+    }
+    if (k) steer_inbound(ours, k, now);
+}
+
+void Worker::drain_handoff(Tick now)
+{
+    rte_mbuf* pkts[kBurst];
+    for (unsigned from = 0; from < shared_.workers; ++from) {
+        if (from == id_) continue;
+        const unsigned slot = from * shared_.workers + id_;
+        unsigned n = rte_ring_sc_dequeue_burst(shared_.handoff[unsigned(Dir::Out)][slot],
+                                               reinterpret_cast<void**>(pkts), kBurst, nullptr);
+        if (n) outbound(pkts, uint16_t(n), now);
+        n = rte_ring_sc_dequeue_burst(shared_.handoff[unsigned(Dir::In)][slot], reinterpret_cast<void**>(pkts),
+                                      kBurst, nullptr);
+        if (n) inbound(pkts, uint16_t(n), now);
+    }
+    if (id_ == 0 && shared_.control != nullptr) {
+        const unsigned n = rte_ring_sc_dequeue_burst(shared_.control, reinterpret_cast<void**>(pkts), kBurst, nullptr);
+        for (unsigned i = 0; i < n; ++i) {
+            ++counters_.arp_requests_sent;
+            send(kOutside, pkts[i]);
+        }
+    }
+}
+
+void Worker::run()
+{
+    const TscClock clock;
+    const uint64_t hz = rte_get_tsc_hz();
+    // Expiry sweeps the whole table about once a second, 100 slices of it.
+    const uint64_t sweep_every = hz / 100;
+    const uint32_t sweep_slots = std::max<uint32_t>(1, nat_.table().capacity() / 100);
+    uint64_t next_sweep = rte_rdtsc() + sweep_every;
+
+    while (!shared_.stop.load(std::memory_order_relaxed)) {
+        const uint64_t tsc = rte_rdtsc();
+        const Tick now = clock.now();
+        sync_next_hop();
+        poll_inside(now, tsc);
+        poll_outside(now, tsc);
+        flush_handoffs();
+        drain_handoff(now);
+        for (unsigned p = 0; p < 2; ++p)
+            counters_.tx[p] += rte_eth_tx_buffer_flush(shared_.port[p], uint16_t(id_), tx_[p]);
+        if (tsc >= next_sweep) {
+            counters_.mappings_expired += nat_.expire(now, sweep_slots);
+            next_sweep = tsc + sweep_every;
+        }
+    }
+    for (unsigned p = 0; p < 2; ++p) rte_eth_tx_buffer_flush(shared_.port[p], uint16_t(id_), tx_[p]);
+}
+
+} // namespace ephemera

@@ -1,0 +1,102 @@
+// A worker lcore of the gateway: polls its RX queue on both ports, steers
+// each packet to the worker that owns it (software handoff rings), answers
+// what is addressed to the gateway itself, translates its own packets with
+// its Translator and transmits in batches on its own TX queues.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include <rte_ethdev.h>
+#include <rte_ring.h>
+
+#include "ephemera/gateway_config.hpp"
+#include "ephemera/translator.hpp"
+#include "neighbor.hpp"
+#include "router.hpp"
+
+namespace ephemera {
+
+// What the gateway counts besides translation (per worker, by its owner only).
+struct alignas(64) GatewayCounters {
+    uint64_t rx[2] = {};            // by port: 0 inside, 1 outside
+    uint64_t tx[2] = {};
+    uint64_t tx_dropped[2] = {};    // TX queue full
+    uint64_t handed_off[2] = {};    // by Dir: packets sent to their owner worker
+    uint64_t handoff_full[2] = {};  // by Dir: owner's ring full, dropped
+    uint64_t hairpinned = 0;
+    uint64_t arp_replies = 0;
+    uint64_t arp_requests_sent = 0;
+    uint64_t echo_replies = 0;
+    uint64_t time_exceeded_sent = 0;
+    uint64_t icmp_rate_limited = 0;
+    uint64_t no_next_hop = 0;       // outbound before the next hop answered ARP
+    uint64_t not_for_us = 0;        // outside packets to no pool or gateway address
+    uint64_t local_dropped = 0;     // to a gateway address, but not an echo request
+    uint64_t mappings_expired = 0;
+};
+
+// Everything the workers share: read-only after start, except the atomics.
+struct GatewayShared {
+    const GatewayConfig* config = nullptr;
+    const PortLayout* layout = nullptr;
+    const Pool* pool = nullptr;
+    rte_mempool* mbufs = nullptr;
+    uint16_t port[2] = {};            // 0 inside, 1 outside
+    rte_ether_addr mac[2] = {};
+    uint32_t addr[2] = {};            // gateway addresses, network order
+    Neighbor* next_hop = nullptr;
+    unsigned workers = 1;
+    // handoff[dir][from * workers + to]: single producer, single consumer.
+    std::vector<rte_ring*> handoff[2];
+    rte_ring* control = nullptr;      // main lcore -> worker 0: frames to send outside
+    std::atomic<bool> stop{false};
+};
+
+class Worker {
+public:
+    Worker(GatewayShared& shared, unsigned id);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    void run(); // returns when shared.stop is set
+
+    unsigned id() const { return id_; }
+    const Translator& translator() const { return nat_; }
+    const GatewayCounters& counters() const { return counters_; }
+
+private:
+    enum Port : unsigned { kInside = 0, kOutside = 1 };
+
+    void poll_inside(Tick now, uint64_t tsc);
+    void poll_outside(Tick now, uint64_t tsc);
+    void drain_handoff(Tick now);
+    bool local_or_expired(rte_mbuf* m, uint16_t l3, Port port, uint64_t tsc);
+    void outbound(rte_mbuf** pkts, uint16_t n, Tick now);
+    void inbound(rte_mbuf** pkts, uint16_t n, Tick now);
+    void steer_inbound(rte_mbuf** pkts, uint16_t n, Tick now);
+    void hand_off(Dir dir, unsigned owner, rte_mbuf* m);
+    void flush_handoffs();
+    void send(Port port, rte_mbuf* m);
+    void sync_next_hop();
+
+    GatewayShared& shared_;
+    const unsigned id_;
+    Translator nat_;
+    router::RateLimit icmp_limit_;
+    GatewayCounters counters_;
+    rte_eth_dev_tx_buffer* tx_[2] = {};
+    uint64_t next_hop_version_ = 0;
+    bool next_hop_known_ = false;
+    // Packets waiting to be handed to each owner, flushed once per poll.
+    struct Pending {
+        rte_mbuf* pkts[kBurst];
+        uint16_t n = 0;
+    };
+    std::vector<Pending> pending_[2];
+};
+
+} // namespace ephemera

@@ -1,0 +1,45 @@
+// The daemon's configuration: the translation core's NatConfig plus the
+// ports, addresses and threads of a running gateway. Loaded from TOML.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ephemera/config.hpp"
+
+namespace ephemera {
+
+// How return traffic reaches the worker that owns its external port.
+enum class Steering : uint8_t { Auto, FlowRules, Handoff };
+const char* to_string(Steering s);
+
+struct Interface {
+    std::string port;      // "auto:IFACE", a vdev string ("net_af_packet0,iface=x") or a PCI address
+    uint32_t address = 0;  // host order
+    uint8_t prefix_len = 24;
+};
+
+struct GatewayConfig {
+    std::vector<std::string> eal_args;
+    std::string lcores;                 // --lcores value; empty: one core per lcore from 0
+    Interface inside, outside;
+    uint32_t next_hop = 0;              // outside next hop, host order
+    std::optional<std::array<uint8_t, 6>> next_hop_mac; // static instead of ARP
+    Steering steering = Steering::Auto;
+    uint32_t mbufs = 0;                 // 0: sized from workers and descriptors
+    uint16_t rx_descriptors = 1024;
+    uint16_t tx_descriptors = 1024;
+    uint32_t handoff_ring = 1024;       // per worker pair and direction
+    uint32_t icmp_rate = 100;           // ICMP errors generated per second per worker
+    NatConfig nat;
+};
+
+// Reads and validates FILE. Throws ConfigError with "FILE: key = value: why"
+// (unknown keys included) for anything that cannot be used.
+GatewayConfig load_gateway_config(const std::string& path);
+GatewayConfig parse_gateway_config(const std::string& toml_text, const std::string& source_name);
+
+} // namespace ephemera
