@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""A wrong configuration or a missing port: one clear error line, non-zero exit, no crash.
+
+Runs the real `ephemera` binary (argv[1]) against broken configurations. The
+EAL runs without hugepages or PCI, so this needs no lab and no root.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+EPHEMERA = sys.argv.pop(1) if len(sys.argv) > 1 else "build/control/ephemera"
+
+EAL = '[eal]\nargs = ["--no-huge", "-m", "256", "--no-shconf", "--no-pci", "--log-level=*:error", "--file-prefix=eph-err-{pid}"]\nlcores = "{lcores}"\n'
+GOOD = """
+[inside]
+port = "{inside}"
+address = "100.64.0.1/24"
+[outside]
+port = "net_null1"
+address = "203.0.113.1/24"
+next_hop = "203.0.113.2"
+next_hop_mac = "02:00:00:00:00:02"
+[nat]
+pool = ["198.51.100.0/28"]
+ports = "{ports}"
+[dataplane]
+workers = {workers}
+"""
+
+
+def config(inside="net_null0", ports="49152-65535", workers=1, lcores="0,1", extra=""):
+    return EAL.format(pid=os.getpid(), lcores=lcores) + GOOD.format(
+        inside=inside, ports=ports, workers=workers) + extra
+
+
+class DaemonStartupErrors(unittest.TestCase):
+    def run_daemon(self, text=None, path=None):
+        with tempfile.TemporaryDirectory() as tmp:
+            if path is None:
+                path = os.path.join(tmp, "gw.toml")
+                with open(path, "w") as f:
+                    f.write(text)
+            p = subprocess.run([EPHEMERA, "--config", path], capture_output=True, text=True, timeout=60)
+        return p
+
+    def assert_one_clear_error(self, p, *expected):
+        self.assertGreater(p.returncode, 0, p.stderr)
+        self.assertLess(p.returncode, 128, "killed by a signal:\n" + p.stderr)
+        errors = [l for l in p.stderr.splitlines() if l.startswith("ephemera: error:")]
+        self.assertEqual(len(errors), 1, p.stderr)
+        for text in expected:
+            self.assertIn(text, errors[0])
+        self.assertNotIn("ephemera: forwarding", p.stdout)
+
+    def test_missing_config_file(self):
+        self.assert_one_clear_error(self.run_daemon(path="/nonexistent/ephemera.toml"), "/nonexistent/ephemera.toml")
+
+    def test_unknown_key_is_named(self):
+        self.assert_one_clear_error(self.run_daemon(config(extra="[timeouts]\nudp_time = 5\n")), "timeouts.udp_time")
+
+    def test_bad_port_range_is_named(self):
+        self.assert_one_clear_error(self.run_daemon(config(ports="100-200")), "nat.ports", "100")
+
+    def test_missing_interface(self):
+        self.assert_one_clear_error(self.run_daemon(config(inside="auto:eph-no-such0")), "inside.port", "eph-no-such0")
+
+    def test_missing_pci_device(self):
+        self.assert_one_clear_error(self.run_daemon(config(inside="0000:99:00.0")), "inside.port", "0000:99:00.0")
+
+    def test_too_few_lcores(self):
+        self.assert_one_clear_error(self.run_daemon(config(workers=3, lcores="0,1")), "dataplane.workers", "lcores")
+
+    def test_good_config_starts_and_stops_on_sigterm(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "gw.toml")
+            with open(path, "w") as f:
+                f.write(config())
+            p = subprocess.Popen([EPHEMERA, "--config", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+            try:
+                line = p.stdout.readline()
+                self.assertIn("ephemera: forwarding", line)
+            finally:
+                p.terminate()
+                out, err = p.communicate(timeout=30)
+            self.assertEqual(p.returncode, 0, err)
+            self.assertIn("final counters", out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,147 @@
+// The daemon's TOML configuration: defaults, and errors that name the key.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "ephemera/gateway_config.hpp"
+
+using namespace ephemera;
+
+namespace {
+
+const std::string kMinimal = R"(
+[inside]
+port = "auto:gw-in"
+address = "100.64.0.1/24"
+[outside]
+port = "auto:gw-out"
+address = "203.0.113.1/24"
+next_hop = "203.0.113.2"
+[nat]
+pool = ["198.51.100.0/28"]
+)";
+
+// The error message for a config, or "" when it loads.
+std::string error_of(const std::string& text)
+{
+    try {
+        parse_gateway_config(text, "lab.toml");
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+} // namespace
+
+TEST(GatewayConfig, MinimalConfigGetsTheRfcDefaults)
+{
+    const GatewayConfig g = parse_gateway_config(kMinimal, "lab.toml");
+    EXPECT_EQ(g.inside.address, parse_ipv4("100.64.0.1"));
+    EXPECT_EQ(g.inside.prefix_len, 24);
+    EXPECT_EQ(g.next_hop, parse_ipv4("203.0.113.2"));
+    EXPECT_EQ(g.nat.pool.size(), 16u);
+    EXPECT_EQ(g.nat.ports.first, 49152);
+    EXPECT_EQ(g.nat.ports.last, 65535);
+    EXPECT_EQ(g.nat.filtering, FilteringMode::EndpointIndependent);
+    EXPECT_EQ(g.nat.timeouts.udp, 300u);
+    EXPECT_EQ(g.nat.timeouts.tcp_established, 7440u);
+    EXPECT_EQ(g.nat.timeouts.tcp_transitory, 240u);
+    EXPECT_EQ(g.nat.timeouts.icmp, 60u);
+    EXPECT_EQ(g.nat.timeouts.quarantine, 120u);
+    EXPECT_EQ(g.nat.workers, 1u);
+    EXPECT_EQ(g.steering, Steering::Auto);
+}
+
+TEST(GatewayConfig, EveryKeyIsRead)
+{
+    const GatewayConfig g = parse_gateway_config(kMinimal + R"(
+ports = "1024-65535"
+filtering = "address-dependent"
+port_parity = true
+max_mappings = 4096
+[timeouts]
+udp = 30
+tcp_established = 600
+tcp_transitory = 60
+icmp = 10
+sctp = 20
+quarantine = 0
+[dataplane]
+workers = 4
+steering = "handoff"
+handoff_ring = 512
+[eal]
+args = ["--in-memory"]
+lcores = "0@0,1@1"
+)", "lab.toml");
+    EXPECT_EQ(g.nat.ports.first, 1024);
+    EXPECT_EQ(g.nat.filtering, FilteringMode::AddressDependent);
+    EXPECT_TRUE(g.nat.port_parity);
+    EXPECT_EQ(g.nat.max_mappings, 4096u);
+    EXPECT_EQ(g.nat.timeouts.udp, 30u);
+    EXPECT_EQ(g.nat.timeouts.sctp, 20u);
+    EXPECT_EQ(g.nat.timeouts.quarantine, 0u);
+    EXPECT_EQ(g.nat.workers, 4u);
+    EXPECT_EQ(g.steering, Steering::Handoff);
+    EXPECT_EQ(g.handoff_ring, 512u);
+    ASSERT_EQ(g.eal_args.size(), 1u);
+    EXPECT_EQ(g.lcores, "0@0,1@1");
+}
+
+TEST(GatewayConfig, UnknownKeyIsAnErrorNamingIt)
+{
+    EXPECT_NE(error_of(kMinimal + "[timeouts]\nudp_timeout = 30\n").find("timeouts.udp_timeout"), std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "[natt]\nx = 1\n").find("natt"), std::string::npos);
+}
+
+TEST(GatewayConfig, BadPortRangeNamesTheKeyAndValue)
+{
+    const std::string e = error_of(kMinimal + "ports = \"80-90\"\n");
+    EXPECT_NE(e.find("nat.ports"), std::string::npos) << e;
+    EXPECT_NE(e.find("80-90"), std::string::npos) << e;
+    EXPECT_NE(error_of(kMinimal + "ports = \"60000-50000\"\n").find("nat.ports"), std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "ports = \"lots\"\n").find("nat.ports"), std::string::npos);
+}
+
+TEST(GatewayConfig, BadAddressNamesTheKeyAndValue)
+{
+    std::string text = kMinimal;
+    text.replace(text.find("100.64.0.1/24"), 13, "100.64.0.300/24");
+    const std::string e = error_of(text);
+    EXPECT_NE(e.find("inside.address"), std::string::npos) << e;
+    EXPECT_NE(e.find("100.64.0.300"), std::string::npos) << e;
+}
+
+TEST(GatewayConfig, NextHopOffTheOutsideSubnetIsRefused)
+{
+    std::string text = kMinimal;
+    text.replace(text.find("203.0.113.2"), 11, "198.51.100.99");
+    EXPECT_NE(error_of(text).find("outside.next_hop"), std::string::npos);
+}
+
+TEST(GatewayConfig, WrongTypeAndOutOfRangeValuesNameTheKey)
+{
+    EXPECT_NE(error_of(kMinimal + "[timeouts]\nudp = \"long\"\n").find("timeouts.udp"), std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "[timeouts]\nudp = 0\n").find("timeouts.udp"), std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "[dataplane]\nworkers = 0\n").find("dataplane.workers"), std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "[dataplane]\nsteering = \"magic\"\n").find("dataplane.steering"),
+              std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "filtering = \"strict\"\n").find("filtering"), std::string::npos);
+}
+
+TEST(GatewayConfig, MissingRequiredKeysAreNamed)
+{
+    std::string no_pool = kMinimal;
+    no_pool.erase(no_pool.find("pool ="));
+    EXPECT_NE(error_of(no_pool).find("nat.pool"), std::string::npos);
+    std::string no_port = kMinimal;
+    no_port.erase(no_port.find("port = \"auto:gw-in\""), 19);
+    EXPECT_NE(error_of(no_port).find("inside.port"), std::string::npos);
+}
+
+TEST(GatewayConfig, TomlSyntaxErrorGivesFileAndLine)
+{
+    const std::string e = error_of("[nat\npool = 1\n");
+    EXPECT_NE(e.find("lab.toml:1"), std::string::npos) << e;
+}
