@@ -4,6 +4,7 @@
 #include "ephemera/gateway_config.hpp"
 
 #include <charconv>
+#include <random>
 #include <set>
 
 #define TOML_EXCEPTIONS 1
@@ -199,7 +200,10 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
             n.filtering = under_key("nat.filtering", *f, [&] { return parse_filtering_mode(*f); });
         if (auto v = r.get<bool>("nat", "port_parity", "true or false")) n.port_parity = *v;
         if (auto v = r.get<bool>("nat", "randomize_ports", "true or false")) n.randomize_ports = *v;
+        // Ports hard to guess (RFC 6888 REQ-15, RFC 7857 §9): a fresh shuffle at
+        // every start unless the operator pins it.
         if (auto v = r.number("nat", "port_seed", 0, INT64_MAX)) n.port_seed = *v;
+        else n.port_seed = (uint64_t(std::random_device{}()) << 32) ^ std::random_device{}();
         if (auto v = r.number("nat", "max_mappings", 8, 1u << 26)) n.max_mappings = uint32_t(*v);
         if (auto v = r.number("nat", "max_extra_sessions", 8, 1u << 26)) n.max_extra_sessions = uint32_t(*v);
         if (auto v = r.number("nat", "max_sessions_per_mapping", 1, 65535)) n.max_sessions_per_mapping = uint32_t(*v);
