@@ -22,6 +22,7 @@
 
 #include "../dataplane/eth_port.hpp"
 #include "../dataplane/gateway_worker.hpp"
+#include "ephemera/expiry.hpp"
 #include "ephemera/gateway_config.hpp"
 #include "gateway_stats.hpp"
 
@@ -164,6 +165,14 @@ int main(int argc, char** argv)
                     die("cannot create handoff ring " + name + ": " + rte_strerror(rte_errno));
                 shared.handoff[d].push_back(r);
             }
+        const TscClock clock;
+        shared.clock = &clock;
+        try {
+            for (unsigned w = 0; w < workers; ++w)
+                shared.expiry.push_back(create_expiry_ring("eph_exp" + std::to_string(w), 4096, int(rte_socket_id())));
+        } catch (const std::exception& e) {
+            die(e.what());
+        }
         shared.control = rte_ring_create("eph_control", 64, int(rte_socket_id()), RING_F_SC_DEQ);
         if (shared.control == nullptr) die(std::string("cannot create the control ring: ") + rte_strerror(rte_errno));
 
@@ -173,6 +182,12 @@ int main(int argc, char** argv)
         } catch (const std::exception& e) {
             die(std::string("cannot set up the workers: ") + e.what() + " (lower nat.max_mappings?)");
         }
+
+        // Expiry: the control plane scans each worker's table, a tenth of it
+        // per 100 ms tick (a full pass a second); the workers release.
+        std::vector<ExpiryScanner> scanners;
+        for (unsigned i = 0; i < workers; ++i) scanners.emplace_back(pool_of_workers[i]->translator(), shared.expiry[i]);
+        const uint32_t scan_budget = std::max<uint32_t>(1, config.nat.max_mappings / 10);
 
         unsigned w = 0;
         unsigned lcore;
@@ -210,6 +225,7 @@ int main(int argc, char** argv)
                     if (rte_ring_mp_enqueue(shared.control, req) != 0) rte_pktmbuf_free(req);
                 last_arp = now;
             }
+            for (auto& scanner : scanners) scanner.scan(clock.now(), scan_budget);
             if (now - last_stats > hz) {
                 write_stats(stats_path, gateway_stats(pool_of_workers));
                 last_stats = now;
@@ -228,6 +244,7 @@ int main(int argc, char** argv)
             for (rte_ring* r : shared.handoff[d])
                 if (r) drain_ring(r);
         drain_ring(shared.control);
+        for (rte_ring* r : shared.expiry) rte_ring_free(r);
         pool_of_workers.clear();
         inside.reset();
         outside.reset();

@@ -7,6 +7,7 @@
 #include <rte_malloc.h>
 #include <rte_prefetch.h>
 
+#include "ephemera/expiry.hpp"
 #include "steering.hpp"
 
 namespace ephemera {
@@ -262,13 +263,7 @@ void Worker::drain_handoff(Tick now)
 
 void Worker::run()
 {
-    const TscClock clock;
-    const uint64_t hz = rte_get_tsc_hz();
-    // Expiry sweeps the whole table about once a second, 100 slices of it.
-    const uint64_t sweep_every = hz / 100;
-    const uint32_t sweep_slots = std::max<uint32_t>(1, nat_.table().capacity() / 100);
-    uint64_t next_sweep = rte_rdtsc() + sweep_every;
-
+    const TscClock& clock = *shared_.clock;
     while (!shared_.stop.load(std::memory_order_relaxed)) {
         const uint64_t tsc = rte_rdtsc();
         const Tick now = clock.now();
@@ -279,10 +274,8 @@ void Worker::run()
         drain_handoff(now);
         for (unsigned p = 0; p < 2; ++p)
             counters_.tx[p] += rte_eth_tx_buffer_flush(shared_.port[p], uint16_t(id_), tx_[p]);
-        if (tsc >= next_sweep) {
-            counters_.mappings_expired += nat_.expire(now, sweep_slots);
-            next_sweep = tsc + sweep_every;
-        }
+        // Between bursts: what the control plane found expired (bounded work).
+        counters_.mappings_expired += drain_expiry_commands(nat_, shared_.expiry[id_], 64, now);
     }
     for (unsigned p = 0; p < 2; ++p) rte_eth_tx_buffer_flush(shared_.port[p], uint16_t(id_), tx_[p]);
 }

@@ -52,6 +52,8 @@ struct GatewayShared {
     // handoff[dir][from * workers + to]: single producer, single consumer.
     std::vector<rte_ring*> handoff[2];
     rte_ring* control = nullptr;      // main lcore -> worker 0: frames to send outside
+    std::vector<rte_ring*> expiry;    // main lcore -> worker w: expired mapping indices
+    const TscClock* clock = nullptr;  // one clock for all, so the control plane's "now" is theirs
     std::atomic<bool> stop{false};
 };
 

@@ -86,12 +86,21 @@ int32_t SessionTable::add_mapping(const MappingKey& key)
     const int32_t pos = rte_hash_add_key(mapping_hash_, &key);
     if (pos < 0) return pos;
     Mapping& m = mappings_[uint32_t(pos)];
-    std::memset(&m, 0, sizeof m);
+    // Field by field: live and expires may be read by the control plane.
     m.in_addr = key.addr;
+    m.ext_addr = 0;
     m.in_port = key.port;
+    m.ext_port = 0;
+    m.ip_delta = m.l4_delta = m.port_delta = 0;
     m.l4 = key.l4;
-    m.live = 1;
+    m.pool = 0;
+    std::memset(m.inside_mac, 0, sizeof m.inside_mac);
+    m.extra_count = 0;
     m.extra_head = kNone;
+    m.created = 0;
+    m.first = SessionState{};
+    publish_expires(m, 0);
+    publish_live(m, 1);
     ++mapping_count_;
     return pos;
 }
@@ -103,7 +112,7 @@ void SessionTable::remove_mapping(uint32_t index)
     while (m.extra_head != kNone) remove_extra(m.extra_head);
     const MappingKey key{m.in_addr, m.in_port, m.l4};
     rte_hash_del_key(mapping_hash_, &key);
-    m.live = 0;
+    publish_live(m, 0);
     m.first.live = 0;
     --mapping_count_;
 }
@@ -177,7 +186,7 @@ uint32_t SessionTable::expire_sessions(uint32_t index, Tick now)
         else if (extras_[e].s.expires > latest) latest = extras_[e].s.expires;
         e = next;
     }
-    m.expires = latest;
+    publish_expires(m, latest);
     return ended;
 }
 

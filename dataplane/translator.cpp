@@ -123,7 +123,7 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
     map.l4_delta = csum::add(map.ip_delta, map.port_delta);
     std::memcpy(map.inside_mac, rte_pktmbuf_mtod(m, const rte_ether_hdr*)->src_addr.addr_bytes, RTE_ETHER_ADDR_LEN);
     map.created = now;
-    map.expires = now;
+    publish_expires(map, now);
     part.mapping_of(port) = uint32_t(index);
     stats_.mappings_created += 1;
     stats_.parity_fallbacks += fallback;
@@ -151,7 +151,7 @@ void Translator::refresh(Mapping& map, uint32_t index, SessionState& s, Tick now
     const Tick before = s.expires;
     s.expires = now + session_timeout(map.l4, s.tcp);
     if (map.extra_count == 0 || s.expires >= map.expires) {
-        map.expires = s.expires; // with no extra sessions, s is the only one
+        publish_expires(map, s.expires); // with no extra sessions, s is the only one
     } else if (before == map.expires) {
         // This session set the mapping's lifetime and just shortened it (RST,
         // FIN both ways): the mapping lives as long as its longest session.
@@ -159,7 +159,7 @@ void Translator::refresh(Mapping& map, uint32_t index, SessionState& s, Tick now
         table_.for_each_session(index, [&](const SessionState& other) {
             if (other.expires > latest) latest = other.expires;
         });
-        map.expires = latest;
+        publish_expires(map, latest);
     }
 }
 
@@ -434,22 +434,25 @@ bool Translator::mapping_expired(uint32_t index, Tick now) const
     return !alive;
 }
 
+uint32_t Translator::expire_mapping(uint32_t index, Tick now)
+{
+    if (index >= table_.capacity()) return 0;
+    Mapping& map = table_.mapping(index);
+    // A live mapping may still hold sessions that ended: sweep those too.
+    if (!map.live || (now < map.expires && map.extra_count == 0)) return 0;
+    stats_.sessions_released += table_.expire_sessions(index, now);
+    if (table_.session_count(index) != 0) return 0;
+    release_mapping(index, now);
+    return 1;
+}
+
 uint32_t Translator::expire(Tick now, uint32_t budget)
 {
     const uint32_t cap = table_.capacity();
     uint32_t released = 0;
     for (uint32_t visited = 0; visited < budget && visited < cap; ++visited) {
-        const uint32_t i = sweep_cursor_;
+        released += expire_mapping(sweep_cursor_, now);
         sweep_cursor_ = sweep_cursor_ + 1 == cap ? 0 : sweep_cursor_ + 1;
-        Mapping& map = table_.mapping(i);
-        if (!map.live) continue;
-        // A live mapping may still hold sessions that ended: sweep those too.
-        if (now < map.expires && map.extra_count == 0) continue;
-        stats_.sessions_released += table_.expire_sessions(i, now);
-        if (table_.session_count(i) == 0) {
-            release_mapping(i, now);
-            ++released;
-        }
     }
     return released;
 }

@@ -10,6 +10,7 @@
 // (mapping, remote addr, remote port) and are chained per mapping for sweeping.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include <rte_hash_crc.h>
@@ -65,6 +66,21 @@ struct alignas(64) Mapping {
     uint8_t pad1[8];
 };
 static_assert(sizeof(Mapping) == 64);
+
+// Mapping::live and Mapping::expires are the two fields the control plane
+// reads while the owning worker runs (to find expired mappings). The worker
+// writes them through these, the control plane reads them through these:
+// relaxed atomics, plain moves on x86-64, and no data race.
+inline void publish_expires(Mapping& m, Tick t) { std::atomic_ref<Tick>(m.expires).store(t, std::memory_order_relaxed); }
+inline void publish_live(Mapping& m, uint8_t v) { std::atomic_ref<uint8_t>(m.live).store(v, std::memory_order_relaxed); }
+inline Tick observe_expires(const Mapping& m)
+{
+    return std::atomic_ref<Tick>(const_cast<Tick&>(m.expires)).load(std::memory_order_relaxed);
+}
+inline bool observe_live(const Mapping& m)
+{
+    return std::atomic_ref<uint8_t>(const_cast<uint8_t&>(m.live)).load(std::memory_order_relaxed) != 0;
+}
 
 struct ExtraSession {
     SessionState s;

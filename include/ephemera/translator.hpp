@@ -42,6 +42,11 @@ public:
     // Visits up to `budget` mapping slots from a rolling cursor, ends expired
     // sessions and releases mappings left without one. Returns mappings released.
     uint32_t expire(Tick now, uint32_t budget);
+    // Re-checks one mapping against `now` (the caller's view may be stale):
+    // ends its expired sessions and releases it when none is left. Returns 1
+    // when it released the mapping. This is what the control plane's expiry
+    // commands ask the owning worker to do.
+    uint32_t expire_mapping(uint32_t index, Tick now);
     // Ends a mapping now: its sessions go, its port enters quarantine.
     void release_mapping(uint32_t index, Tick now);
     bool mapping_expired(uint32_t index, Tick now) const;
