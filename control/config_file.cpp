@@ -147,6 +147,18 @@ std::array<uint8_t, 6> parse_mac(const std::string& key, const std::string& text
     return mac;
 }
 
+// "ADDR:PORT" with an IPv4 address and a port 1-65535.
+void check_endpoint(const std::string& key, const std::string& text)
+{
+    const auto colon = text.rfind(':');
+    unsigned port = 0;
+    const std::string p = colon == std::string::npos ? "" : text.substr(colon + 1);
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+    if (colon == std::string::npos || ec != std::errc{} || end != p.data() + p.size() || port == 0 || port > 65535)
+        Reader::fail(key, "\"" + text + "\"", "expected ADDR:PORT, e.g. \"127.0.0.1:4739\"");
+    under_key(key, text, [&] { return parse_ipv4(text.substr(0, colon)); });
+}
+
 } // namespace
 
 GatewayConfig parse_gateway_config(const std::string& text, const std::string& source)
@@ -233,6 +245,23 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
             g.handoff_ring = uint32_t(*v);
         }
         if (auto v = r.number("dataplane", "icmp_rate", 0, 1000000)) g.icmp_rate = uint32_t(*v);
+
+        if (auto v = r.get<std::string>("log", "file", "a path")) g.log.file = *v;
+        if (auto v = r.get<bool>("log", "syslog", "true or false")) g.log.syslog = *v;
+        if (auto v = r.get<std::string>("log", "ipfix_collector", "\"ADDR:PORT\"")) {
+            check_endpoint("log.ipfix_collector", *v);
+            g.log.ipfix_collector = *v;
+        }
+        if (auto v = r.number("log", "ipfix_domain", 0, UINT32_MAX)) g.log.ipfix_domain = uint32_t(*v);
+        if (auto v = r.get<bool>("log", "destinations", "true or false")) g.log.destinations = *v;
+        if (auto v = r.number("log", "ring", 1024, 1u << 24)) {
+            if (*v & (*v - 1)) Reader::fail("log.ring", std::to_string(*v), "must be a power of two");
+            g.log.ring = uint32_t(*v);
+        }
+        if (auto v = r.get<std::string>("metrics", "listen", "\"ADDR:PORT\" or \"\"")) {
+            if (!v->empty()) check_endpoint("metrics.listen", *v);
+            g.metrics.listen = *v;
+        }
 
         r.reject_unknown();
         validate(n);

@@ -6,6 +6,8 @@
 #include <cstring>
 
 #include <rte_prefetch.h>
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 #include "checksum.hpp"
 #include "packet_parse.hpp"
@@ -43,6 +45,14 @@ void Translator::set_outside_l2(const rte_ether_addr& src, const rte_ether_addr&
 }
 
 void Translator::set_inside_l2(const rte_ether_addr& src) { in_src_ = src; }
+
+void Translator::emit(MappingEventType type, const Mapping& map)
+{
+    if (events_ == nullptr) return;
+    MappingEvent e{event_ms_, map.in_addr, map.ext_addr, map.in_port, map.ext_port, map.l4, uint8_t(type),
+                         uint16_t(worker_)};
+    if (rte_ring_sp_enqueue_elem(events_, &e, sizeof e) != 0) ++stats_.events_lost;
+}
 
 void Translator::drop(rte_mbuf* m, Dir dir, Drop reason)
 {
@@ -126,6 +136,7 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
     publish_expires(map, now);
     part.mapping_of(port) = uint32_t(index);
     stats_.mappings_created += 1;
+    emit(MappingEventType::Create, map);
     stats_.parity_fallbacks += fallback;
     return index;
 }
@@ -421,6 +432,7 @@ void Translator::release_mapping(uint32_t index, Tick now)
     Mapping& map = table_.mapping(index);
     if (!map.live) return;
     stats_.sessions_released += table_.session_count(index);
+    emit(MappingEventType::Delete, map);
     partition(map.pool, L4(map.l4)).release(rte_be_to_cpu_16(map.ext_port), now);
     table_.remove_mapping(index);
     stats_.mappings_released += 1;

@@ -22,6 +22,20 @@ struct Interface {
     uint8_t prefix_len = 24;
 };
 
+// The mapping log for abuse tracing (RFC 6888 REQ-12, RFC 8158).
+struct MappingLogConfig {
+    std::string file;            // text log, one line per event; empty: none
+    bool syslog = false;         // the same lines to syslog (LOG_DAEMON)
+    std::string ipfix_collector; // "ADDR:PORT" (UDP); empty: no IPFIX
+    uint32_t ipfix_domain = 1;   // observation domain id
+    bool destinations = false;   // RFC 6888 REQ-12: off by default
+    uint32_t ring = 65536;       // events queued per worker before they are counted lost
+};
+
+struct MetricsConfig {
+    std::string listen = "127.0.0.1:9469"; // Prometheus text endpoint; "" to turn off
+};
+
 struct GatewayConfig {
     std::vector<std::string> eal_args;
     std::string lcores;                 // --lcores value; empty: one core per lcore from 0
@@ -35,6 +49,8 @@ struct GatewayConfig {
     uint32_t handoff_ring = 1024;       // per worker pair and direction
     uint32_t icmp_rate = 100;           // ICMP errors generated per second per worker
     NatConfig nat;
+    MappingLogConfig log;
+    MetricsConfig metrics;
 };
 
 // Reads and validates FILE. Throws ConfigError with "FILE: key = value: why"

@@ -10,9 +10,12 @@
 #include <rte_ether.h>
 #include <rte_mbuf.h>
 
+struct rte_ring;
+
 #include "ephemera/clock.hpp"
 #include "ephemera/config.hpp"
 #include "ephemera/flow_key.hpp"
+#include "ephemera/mapping_event.hpp"
 #include "ephemera/pool.hpp"
 #include "ephemera/port_allocator.hpp"
 #include "ephemera/session_table.hpp"
@@ -37,6 +40,12 @@ public:
     // MAC the mapping's subscriber traffic came from.
     void set_outside_l2(const rte_ether_addr& src, const rte_ether_addr& next_hop);
     void set_inside_l2(const rte_ether_addr& src);
+
+    // Mapping create/delete events go to `ring` (elements of MappingEvent,
+    // single producer: this worker), stamped with the time last set here
+    // (the worker sets it once per loop). Null ring: no events.
+    void set_event_ring(rte_ring* ring) { events_ = ring; }
+    void set_event_time(uint64_t unix_ms) { event_ms_ = unix_ms; }
 
     // --- control plane (never per packet) ---
     // Visits up to `budget` mapping slots from a rolling cursor, ends expired
@@ -81,6 +90,7 @@ private:
     bool inbound_icmp_error(rte_mbuf* m, const Parsed& p, Tick now, Drop& why);
     void rewrite_outbound(rte_mbuf* m, const Parsed& p, const Mapping& map);
     void rewrite_inbound(rte_mbuf* m, const Parsed& p, const Mapping& map);
+    void emit(MappingEventType type, const Mapping& map);
 
     Timeouts timeouts_;
     FilteringMode filtering_;
@@ -93,6 +103,8 @@ private:
     std::vector<PortPartition> parts_; // [l4][pool index]
     rte_ether_addr out_src_{}, out_dst_{}, in_src_{};
     uint32_t sweep_cursor_ = 0;
+    rte_ring* events_ = nullptr;
+    uint64_t event_ms_ = 0;
     WorkerStats stats_;
 };
 
