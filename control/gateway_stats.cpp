@@ -22,6 +22,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         nat.sessions_created += s.sessions_created;
         nat.sessions_released += s.sessions_released;
         nat.parity_fallbacks += s.parity_fallbacks;
+        nat.events_lost += s.events_lost;
         const GatewayCounters& c = w->counters();
         for (unsigned p = 0; p < 2; ++p) {
             gw.rx[p] += c.rx[p];
@@ -39,6 +40,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         gw.no_next_hop += c.no_next_hop;
         gw.not_for_us += c.not_for_us;
         gw.local_dropped += c.local_dropped;
+        gw.mappings_expired += c.mappings_expired;
         mappings += w->translator().table().mapping_count();
     }
     nlohmann::json drops;
@@ -71,6 +73,9 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"no_next_hop", gw.no_next_hop},
         {"not_for_us", gw.not_for_us},
         {"local_dropped", gw.local_dropped},
+        {"mappings_expired", gw.mappings_expired},
+        {"parity_fallbacks", nat.parity_fallbacks},
+        {"events_lost", nat.events_lost},
         {"workers", workers.size()},
     };
 }

@@ -1,6 +1,7 @@
 // ephemera: the NAT gateway daemon. Loads the configuration, brings up EAL,
 // the two ports and one worker lcore per configured worker, then stays on the
 // main lcore for the control plane: next-hop ARP, the stats file, signals.
+#include <climits>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -19,12 +20,16 @@
 #include <rte_lcore.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <rte_ring_elem.h>
 
 #include "../dataplane/eth_port.hpp"
 #include "../dataplane/gateway_worker.hpp"
 #include "ephemera/expiry.hpp"
 #include "ephemera/gateway_config.hpp"
+#include "control_api.hpp"
 #include "gateway_stats.hpp"
+#include "mapping_log.hpp"
+#include "metrics.hpp"
 
 using namespace ephemera;
 
@@ -72,6 +77,19 @@ void drain_ring(rte_ring* r)
     rte_ring_free(r);
 }
 
+// Moves up to `budget` events per worker ring into the log (main thread only).
+void drain_events(const std::vector<rte_ring*>& rings, MappingLog& log, unsigned budget)
+{
+    MappingEvent buf[256];
+    for (rte_ring* r : rings) {
+        unsigned n = 0;
+        for (unsigned done = 0;
+             done < budget && (n = rte_ring_sc_dequeue_burst_elem(r, buf, sizeof(MappingEvent), 256, nullptr)) > 0;
+             done += n)
+            for (unsigned i = 0; i < n; ++i) log.record(buf[i]);
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -89,6 +107,13 @@ int main(int argc, char** argv)
         die(e.what(), 2);
     }
     const unsigned workers = config.nat.workers;
+    // The mapping log opens first: a path it cannot write is a start-up error.
+    std::unique_ptr<MappingLog> mapping_log;
+    try {
+        mapping_log = std::make_unique<MappingLog>(config.log);
+    } catch (const std::exception& e) {
+        die(e.what(), 2);
+    }
 
     // EAL: the configured arguments, and lcores for main + workers.
     std::vector<std::string> eal = {"ephemera"};
@@ -167,9 +192,26 @@ int main(int argc, char** argv)
             }
         const TscClock clock;
         shared.clock = &clock;
+        shared.tsc_hz = rte_get_tsc_hz();
+        shared.start_tsc = rte_rdtsc();
+        shared.start_unix_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
         try {
-            for (unsigned w = 0; w < workers; ++w)
+            for (unsigned w = 0; w < workers; ++w) {
                 shared.expiry.push_back(create_expiry_ring("eph_exp" + std::to_string(w), 4096, int(rte_socket_id())));
+                rte_ring* q = rte_ring_create(("eph_query" + std::to_string(w)).c_str(), 64, int(rte_socket_id()),
+                                              RING_F_SC_DEQ);
+                if (q == nullptr) throw std::runtime_error("cannot create the query rings");
+                shared.queries.push_back(q);
+                if (mapping_log->active()) {
+                    rte_ring* ev = rte_ring_create_elem(("eph_ev" + std::to_string(w)).c_str(), sizeof(MappingEvent),
+                                                        config.log.ring, int(rte_socket_id()),
+                                                        RING_F_SP_ENQ | RING_F_SC_DEQ);
+                    if (ev == nullptr) throw std::runtime_error("log.ring: cannot create the mapping event rings");
+                    shared.events.push_back(ev);
+                }
+            }
         } catch (const std::exception& e) {
             die(e.what());
         }
@@ -181,6 +223,20 @@ int main(int argc, char** argv)
             for (unsigned w = 0; w < workers; ++w) pool_of_workers.push_back(std::make_unique<Worker>(shared, w));
         } catch (const std::exception& e) {
             die(std::string("cannot set up the workers: ") + e.what() + " (lower nat.max_mappings?)");
+        }
+
+        register_control_api(config, shared, pool_of_workers);
+        std::unique_ptr<MetricsServer> metrics;
+        if (!config.metrics.listen.empty()) {
+            try {
+                // On the metrics thread: counters are read like the stats file
+                // reads them; port use is asked of the workers.
+                metrics = std::make_unique<MetricsServer>(config.metrics.listen, [&pool_of_workers] {
+                    return prometheus_text(gateway_stats(pool_of_workers), port_use());
+                });
+            } catch (const std::exception& e) {
+                die(e.what());
+            }
         }
 
         // Expiry: the control plane scans each worker's table, a tenth of it
@@ -230,11 +286,17 @@ int main(int argc, char** argv)
                 write_stats(stats_path, gateway_stats(pool_of_workers));
                 last_stats = now;
             }
+            drain_events(shared.events, *mapping_log, config.log.ring);
+            mapping_log->flush();
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
 
+        metrics.reset(); // no scrape while the workers stop
         shared.stop.store(true);
         rte_eal_mp_wait_lcore();
+        drain_events(shared.events, *mapping_log, UINT_MAX);
+        mapping_log.reset(); // writes the "stop" line
+        for (rte_ring* r : shared.events) rte_ring_free(r);
         const nlohmann::json final_stats = gateway_stats(pool_of_workers);
         write_stats(stats_path, final_stats);
         std::printf("ephemera: stopped by signal %d; final counters: %s\n", int(g_signal), final_stats.dump().c_str());
@@ -245,6 +307,12 @@ int main(int argc, char** argv)
                 if (r) drain_ring(r);
         drain_ring(shared.control);
         for (rte_ring* r : shared.expiry) rte_ring_free(r);
+        // Queries posted after the workers stopped: answer "nothing" and free.
+        for (rte_ring* r : shared.queries) {
+            void* q = nullptr;
+            while (rte_ring_dequeue(r, &q) == 0) finish_query(static_cast<Query*>(q));
+            rte_ring_free(r);
+        }
         pool_of_workers.clear();
         inside.reset();
         outside.reset();

@@ -261,9 +261,23 @@ void Worker::drain_handoff(Tick now)
     }
 }
 
+void Worker::answer_queries(Tick now, bool stopping)
+{
+    do {
+        if (query_ == nullptr && rte_ring_sc_dequeue(shared_.queries[id_], reinterpret_cast<void**>(&query_)) != 0)
+            return;
+        // 16 K mapping slots per loop: an operator's query never stalls traffic for long.
+        if (answer_query_step(nat_, *query_, now, stopping ? UINT32_MAX : 16384)) {
+            finish_query(query_);
+            query_ = nullptr;
+        }
+    } while (stopping);
+}
+
 void Worker::run()
 {
     const TscClock& clock = *shared_.clock;
+    nat_.set_event_ring(shared_.events.empty() ? nullptr : shared_.events[id_]);
     while (!shared_.stop.load(std::memory_order_relaxed)) {
         const uint64_t tsc = rte_rdtsc();
         const Tick now = clock.now();
@@ -276,7 +290,10 @@ void Worker::run()
             counters_.tx[p] += rte_eth_tx_buffer_flush(shared_.port[p], uint16_t(id_), tx_[p]);
         // Between bursts: what the control plane found expired (bounded work).
         counters_.mappings_expired += drain_expiry_commands(nat_, shared_.expiry[id_], 64, now);
+        answer_queries(now, false);
+        nat_.set_event_time(shared_.unix_ms_at(tsc));
     }
+    answer_queries(clock.now(), true); // nobody is left waiting on a stopped worker
     for (unsigned p = 0; p < 2; ++p) rte_eth_tx_buffer_flush(shared_.port[p], uint16_t(id_), tx_[p]);
 }
 

@@ -16,6 +16,7 @@
 #include "ephemera/translator.hpp"
 #include "neighbor.hpp"
 #include "router.hpp"
+#include "worker_query.hpp"
 
 namespace ephemera {
 
@@ -53,7 +54,15 @@ struct GatewayShared {
     std::vector<rte_ring*> handoff[2];
     rte_ring* control = nullptr;      // main lcore -> worker 0: frames to send outside
     std::vector<rte_ring*> expiry;    // main lcore -> worker w: expired mapping indices
+    std::vector<rte_ring*> queries;   // control -> worker w: Query* (ephemeractl)
     const TscClock* clock = nullptr;  // one clock for all, so the control plane's "now" is theirs
+    std::vector<rte_ring*> events;    // worker w -> control: MappingEvent (mapping log)
+    uint64_t start_unix_ms = 0, start_tsc = 0, tsc_hz = 1;
+    uint64_t unix_ms_at(uint64_t tsc) const
+    {
+        const uint64_t d = tsc - start_tsc; // split so that d * 1000 cannot overflow
+        return start_unix_ms + d / tsc_hz * 1000 + d % tsc_hz * 1000 / tsc_hz;
+    }
     std::atomic<bool> stop{false};
 };
 
@@ -84,6 +93,7 @@ private:
     void flush_handoffs();
     void send(Port port, rte_mbuf* m);
     void sync_next_hop();
+    void answer_queries(Tick now, bool stopping);
 
     GatewayShared& shared_;
     const unsigned id_;
@@ -91,6 +101,7 @@ private:
     router::RateLimit icmp_limit_;
     GatewayCounters counters_;
     rte_eth_dev_tx_buffer* tx_[2] = {};
+    Query* query_ = nullptr; // being answered, a slice per loop
     uint64_t next_hop_version_ = 0;
     bool next_hop_known_ = false;
     // Packets waiting to be handed to each owner, flushed once per poll.

@@ -61,6 +61,8 @@ public:
     bool mapping_expired(uint32_t index, Tick now) const;
     Tick session_timeout(uint8_t l4, uint8_t tcp_seen) const;
     void set_timeouts(const Timeouts& t) { timeouts_ = t; }
+    const Timeouts& timeouts() const { return timeouts_; }
+    Tick quarantine() const { return timeouts_.quarantine; }
 
     const WorkerStats& stats() const { return stats_; }
     const SessionTable& table() const { return table_; }

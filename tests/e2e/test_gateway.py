@@ -21,6 +21,7 @@ import random
 import re
 import socket
 import struct
+import subprocess
 import threading
 import time
 import unittest
@@ -487,6 +488,68 @@ class Hairpinning(unittest.TestCase):
         note(f"hairpin: host 1 is {mapped1[0]}:{mapped1[1]}, host 2 seen as {seen[0]}:{seen[1]}")
 
 
+class ControlClient(unittest.TestCase):
+    """ephemeractl against the running gateway: human tables and --json agree with the traffic."""
+
+    def setUp(self):
+        if L.lab().gateway != "ephemera":
+            self.skipTest("ephemeractl talks to ephemera only")
+        state = dict(line.partition("=")[::2] for line in (L.STATE_DIR / "state").read_text().splitlines())
+        self.ctl = os.path.join(state["build"], "control", "ephemeractl")
+        # A fresh UDP flow to look for.
+        self.sock = _udp_socket(NS_IN, IN_IP, 45123)
+        self.addCleanup(self.sock.close)
+        self.peer = _udp_socket(NS_OUT, OUT_IP, 47020)
+        self.addCleanup(self.peer.close)
+        self.sock.sendto(b"ctl", (OUT_IP, 47020))
+        _, self.mapped = self.peer.recvfrom(2048)
+
+    def run_ctl(self, *args, check=True):
+        p = subprocess.run([self.ctl, "--file-prefix", "ephemera-lab", *args], capture_output=True, text=True,
+                           timeout=20)
+        if check:
+            self.assertEqual(0, p.returncode, p.stderr)
+        return p
+
+    def test_mappings_json_shows_the_flow_with_its_external_endpoint(self):
+        out = json.loads(self.run_ctl("--json", "mappings", "--inside", IN_IP, "--proto", "udp").stdout)
+        rows = list(zip(out["inside"], out["external"]))
+        self.assertIn((f"{IN_IP}:45123", f"{self.mapped[0]}:{self.mapped[1]}"), rows)
+
+    def test_sessions_table_names_the_remote_endpoint(self):
+        text = self.run_ctl("sessions", "--inside", IN_IP, "--proto", "udp").stdout
+        line = next((l for l in text.splitlines() if f"{IN_IP}:45123" in l), "")
+        self.assertIn(f"{OUT_IP}:47020", line, text)
+        self.assertIn(f"{self.mapped[0]}:{self.mapped[1]}", line)
+
+    def test_lookup_finds_who_holds_the_external_endpoint(self):
+        text = self.run_ctl("lookup", f"{self.mapped[0]}:{self.mapped[1]}", "--proto", "udp").stdout
+        self.assertIn(f"{IN_IP}:45123", text)
+        nobody = self.run_ctl("lookup", f"{self.mapped[0]}:1", "--proto", "udp", check=False)
+        self.assertNotEqual(0, nobody.returncode)
+
+    def test_ports_counts_the_port_in_use(self):
+        out = json.loads(self.run_ctl("--json", "ports", "--pool", self.mapped[0], "--proto", "udp").stdout)
+        self.assertGreaterEqual(sum(out["in_use"]), 1)
+        first, last = L.lab().ports
+        for free, quarantined, in_use in zip(out["free"], out["quarantined"], out["in_use"]):
+            self.assertLessEqual(free + quarantined + in_use, last - first + 1)
+        self.assertEqual(last - first + 1, sum(f + q + u for f, q, u in zip(out["free"], out["quarantined"], out["in_use"])))
+
+    def test_stats_timeouts_and_config_answer(self):
+        stats = json.loads(self.run_ctl("--json", "stats").stdout)
+        self.assertGreater(stats["translated_out"], 0)
+        self.assertIn("drops_in_no_mapping", self.run_ctl("stats").stdout)
+        self.assertEqual(300, json.loads(self.run_ctl("--json", "timeouts").stdout)["udp"])
+        self.assertIn("nat_ports", self.run_ctl("config").stdout)
+
+    def test_bad_arguments_give_usage_and_non_zero_exit(self):
+        for args in (["sessions", "--limit", "0"], ["lookup", "not-an-endpoint"], ["frobnicate"], []):
+            p = self.run_ctl(*args, check=False)
+            self.assertNotEqual(0, p.returncode, args)
+            self.assertTrue(p.stderr.strip() or p.stdout.strip(), args)
+
+
 class GatewayCounters(unittest.TestCase):
     """ephemera only: its counters and its health after all the traffic above."""
 
@@ -545,7 +608,7 @@ class GatewayCounters(unittest.TestCase):
 
 
 ORDER = [UnsolicitedInbound, IcmpEcho, HttpThroughGateway, IcmpErrors, Iperf3, ManySubscribers,
-         Hairpinning, GatewayCounters]
+         Hairpinning, ControlClient, GatewayCounters]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:

@@ -1,0 +1,326 @@
+#include "control_api.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <rte_ring.h>
+#include <rte_telemetry.h>
+
+#include "../dataplane/gateway_worker.hpp"
+#include "ephemera/gateway_config.hpp"
+#include "gateway_stats.hpp"
+
+namespace ephemera {
+
+namespace {
+
+struct Context {
+    const GatewayConfig* config;
+    GatewayShared* shared;
+    const std::vector<std::unique_ptr<Worker>>* workers;
+};
+Context g_ctx{}; // telemetry callbacks carry no user pointer
+
+constexpr uint32_t kMaxRows = 200; // the telemetry reply is at most 16 KB
+
+// "inside=100.64.0.2 pool=198.51.100.3 port=50000 proto=udp limit=20" (spaces,
+// commas or & between pairs). Returns false with `why` on anything unknown.
+bool parse_filters(const char* params, Query& q, std::string& why)
+{
+    std::string text = params ? params : "";
+    for (char& c : text)
+        if (c == ',' || c == '&') c = ' ';
+    std::istringstream in(text);
+    std::string item;
+    while (in >> item) {
+        const auto eq = item.find('=');
+        const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+        try {
+            if (key == "inside") q.inside_addr = rte_cpu_to_be_32(parse_ipv4(value));
+            else if (key == "pool") q.pool_addr = rte_cpu_to_be_32(parse_ipv4(value));
+            else if (key == "port") {
+                const unsigned long p = std::stoul(value);
+                if (p == 0 || p > 65535) throw std::invalid_argument("port");
+                q.ext_port = rte_cpu_to_be_16(uint16_t(p));
+            } else if (key == "proto") {
+                L4 l4;
+                bool found = false;
+                for (unsigned i = 0; i < kL4Count; ++i)
+                    if (value == to_string(L4(i))) { l4 = L4(i); found = true; }
+                if (!found) throw std::invalid_argument("proto");
+                q.l4 = uint8_t(l4);
+            } else if (key == "limit") {
+                const unsigned long l = std::stoul(value);
+                if (l == 0 || l > kMaxRows) throw std::invalid_argument("limit");
+                q.limit = uint32_t(l);
+            } else {
+                why = "unknown filter '" + key + "' (inside, pool, port, proto, limit)";
+                return false;
+            }
+        } catch (const std::exception&) {
+            why = "bad value for " + key + ": '" + value + "'";
+            return false;
+        }
+    }
+    return true;
+}
+
+// Asks every worker; returns the answered queries (the caller deletes them).
+std::vector<Query*> ask_workers(const Query& proto)
+{
+    std::vector<Query*> posted;
+    for (rte_ring* ring : g_ctx.shared->queries) {
+        auto* q = new Query();
+        q->kind = proto.kind;
+        q->inside_addr = proto.inside_addr;
+        q->pool_addr = proto.pool_addr;
+        q->ext_port = proto.ext_port;
+        q->l4 = proto.l4;
+        q->limit = proto.limit;
+        q->rows.reserve(proto.limit);
+        q->ports.reserve(size_t(g_ctx.config->nat.pool.size()) * kL4Count);
+        if (rte_ring_mp_enqueue(ring, q) != 0) {
+            delete q;
+            continue;
+        }
+        posted.push_back(q);
+    }
+    std::vector<Query*> answered;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    for (Query* q : posted) {
+        while (q->state.load(std::memory_order_acquire) == Query::Pending &&
+               std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        int expected = Query::Pending;
+        if (q->state.compare_exchange_strong(expected, Query::Abandoned, std::memory_order_acq_rel)) continue;
+        answered.push_back(q); // Done: ours to read and delete
+    }
+    return answered;
+}
+
+std::string endpoint(uint32_t addr_net, uint16_t port_net)
+{
+    return format_ipv4(rte_be_to_cpu_32(addr_net)) + ":" + std::to_string(rte_be_to_cpu_16(port_net));
+}
+
+std::string tcp_state(uint8_t seen)
+{
+    if (seen & kRst) return "rst";
+    if ((seen & (kFinOut | kFinIn)) == (kFinOut | kFinIn)) return "closing";
+    if (tcp_established(seen)) return (seen & (kFinOut | kFinIn)) ? "fin-wait" : "established";
+    if (seen & kSynOut) return "syn-out";
+    if (seen & kSynIn) return "syn-in";
+    return "-";
+}
+
+int error_reply(rte_tel_data* d, const std::string& why)
+{
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_string(d, "error", why.substr(0, RTE_TEL_MAX_STRING_LEN - 1).c_str());
+    return 0;
+}
+
+// Columns of a table: one telemetry array per column, so that the reply
+// stays within what DPDK telemetry can nest.
+struct Columns {
+    std::vector<std::pair<std::string, rte_tel_data*>> cols;
+    rte_tel_data* add(const std::string& name, rte_tel_value_type type)
+    {
+        rte_tel_data* c = rte_tel_data_alloc();
+        rte_tel_data_start_array(c, type);
+        cols.emplace_back(name, c);
+        return c;
+    }
+    void attach(rte_tel_data* d)
+    {
+        for (auto& [name, c] : cols) rte_tel_data_add_dict_container(d, name.c_str(), c, 0);
+    }
+};
+
+int table_reply(rte_tel_data* d, Query::Kind kind, const char* params)
+{
+    Query proto;
+    proto.kind = kind;
+    proto.limit = 50;
+    std::string why;
+    if (!parse_filters(params, proto, why)) return error_reply(d, why);
+    std::vector<Query*> answers = ask_workers(proto);
+    rte_tel_data_start_dict(d);
+    Columns t;
+    rte_tel_data* proto_c = t.add("protocol", RTE_TEL_STRING_VAL);
+    rte_tel_data* inside_c = t.add("inside", RTE_TEL_STRING_VAL);
+    rte_tel_data* ext_c = t.add("external", RTE_TEL_STRING_VAL);
+    rte_tel_data* remote_c = kind == Query::Kind::Sessions ? t.add("remote", RTE_TEL_STRING_VAL) : nullptr;
+    rte_tel_data* state_c = kind == Query::Kind::Sessions ? t.add("state", RTE_TEL_STRING_VAL) : nullptr;
+    rte_tel_data* sess_c = kind == Query::Kind::Mappings ? t.add("sessions", RTE_TEL_U64_VAL) : nullptr;
+    rte_tel_data* exp_c = t.add("expires_in", RTE_TEL_U64_VAL);
+    rte_tel_data* worker_c = t.add("worker", RTE_TEL_U64_VAL);
+    uint64_t matched = 0, shown = 0;
+    for (Query* q : answers) {
+        matched += q->matched;
+        for (const QueryRow& r : q->rows) {
+            if (shown == proto.limit) break;
+            ++shown;
+            rte_tel_data_add_array_string(proto_c, to_string(L4(r.l4)));
+            rte_tel_data_add_array_string(inside_c, endpoint(r.in_addr, r.in_port).c_str());
+            rte_tel_data_add_array_string(ext_c, endpoint(r.ext_addr, r.ext_port).c_str());
+            if (remote_c) {
+                rte_tel_data_add_array_string(remote_c, endpoint(r.remote_addr, r.remote_port).c_str());
+                rte_tel_data_add_array_string(state_c, L4(r.l4) == L4::Tcp ? tcp_state(r.tcp).c_str() : "-");
+            }
+            if (sess_c) rte_tel_data_add_array_u64(sess_c, r.sessions);
+            rte_tel_data_add_array_u64(exp_c, r.expires_in);
+            rte_tel_data_add_array_u64(worker_c, r.worker);
+        }
+        delete q;
+    }
+    t.attach(d);
+    rte_tel_data_add_dict_u64(d, "matched", matched);
+    rte_tel_data_add_dict_u64(d, "shown", shown);
+    rte_tel_data_add_dict_u64(d, "workers_answered", answers.size());
+    return 0;
+}
+
+int cmd_mappings(const char*, const char* params, rte_tel_data* d) { return table_reply(d, Query::Kind::Mappings, params); }
+int cmd_sessions(const char*, const char* params, rte_tel_data* d) { return table_reply(d, Query::Kind::Sessions, params); }
+
+// POOLADDR:PORT[/proto]: who holds that external endpoint now.
+int cmd_lookup(const char*, const char* params, rte_tel_data* d)
+{
+    const std::string text = params ? params : "";
+    const auto colon = text.find(':');
+    if (colon == std::string::npos) return error_reply(d, "usage: /ephemera/lookup,POOLADDR:PORT[/PROTO]");
+    const auto slash = text.find('/', colon);
+    std::string filters = "pool=" + text.substr(0, colon) + " port=" + text.substr(colon + 1, slash - colon - 1);
+    if (slash != std::string::npos) filters += " proto=" + text.substr(slash + 1);
+    return table_reply(d, Query::Kind::Mappings, filters.c_str());
+}
+
+int cmd_ports(const char*, const char* params, rte_tel_data* d)
+{
+    Query proto;
+    proto.kind = Query::Kind::Ports;
+    std::string why;
+    if (!parse_filters(params, proto, why)) return error_reply(d, why);
+    std::vector<Query*> answers = ask_workers(proto);
+    rte_tel_data_start_dict(d);
+    Columns t;
+    rte_tel_data* pool_c = t.add("pool", RTE_TEL_STRING_VAL);
+    rte_tel_data* proto_c = t.add("protocol", RTE_TEL_STRING_VAL);
+    rte_tel_data* worker_c = t.add("worker", RTE_TEL_U64_VAL);
+    rte_tel_data* free_c = t.add("free", RTE_TEL_U64_VAL);
+    rte_tel_data* quar_c = t.add("quarantined", RTE_TEL_U64_VAL);
+    rte_tel_data* use_c = t.add("in_use", RTE_TEL_U64_VAL);
+    unsigned rows = 0;
+    for (Query* q : answers) {
+        for (const PortUse& u : q->ports) {
+            if (++rows > RTE_TEL_MAX_ARRAY_ENTRIES / 2) break; // a large pool: filter by pool= or proto=
+            rte_tel_data_add_array_string(pool_c, format_ipv4(rte_be_to_cpu_32(u.pool_addr)).c_str());
+            rte_tel_data_add_array_string(proto_c, to_string(L4(u.l4)));
+            rte_tel_data_add_array_u64(worker_c, u.worker);
+            rte_tel_data_add_array_u64(free_c, u.free);
+            rte_tel_data_add_array_u64(quar_c, u.quarantined);
+            rte_tel_data_add_array_u64(use_c, u.in_use);
+        }
+        delete q;
+    }
+    t.attach(d);
+    return 0;
+}
+
+// Flattens {"drops": {"in": {"ttl": 3}}} into "drops_in_ttl": 3 (telemetry
+// names allow letters, digits, '_' and '/' only).
+void flatten(rte_tel_data* d, const nlohmann::json& j, const std::string& prefix)
+{
+    for (auto it = j.begin(); it != j.end(); ++it) {
+        const std::string key = prefix.empty() ? it.key() : prefix + "_" + it.key();
+        if (it->is_object()) flatten(d, *it, key);
+        else if (it->is_number_unsigned() || it->is_number_integer()) rte_tel_data_add_dict_u64(d, key.c_str(), it->get<uint64_t>());
+    }
+}
+
+int cmd_stats(const char*, const char*, rte_tel_data* d)
+{
+    rte_tel_data_start_dict(d);
+    flatten(d, gateway_stats(*g_ctx.workers), "");
+    return 0;
+}
+
+int cmd_timeouts(const char*, const char*, rte_tel_data* d)
+{
+    const Timeouts& t = g_ctx.config->nat.timeouts;
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_u64(d, "udp", t.udp);
+    rte_tel_data_add_dict_u64(d, "tcp_established", t.tcp_established);
+    rte_tel_data_add_dict_u64(d, "tcp_transitory", t.tcp_transitory);
+    rte_tel_data_add_dict_u64(d, "icmp", t.icmp);
+    rte_tel_data_add_dict_u64(d, "sctp", t.sctp);
+    rte_tel_data_add_dict_u64(d, "quarantine", t.quarantine);
+    return 0;
+}
+
+int cmd_config(const char*, const char*, rte_tel_data* d)
+{
+    const GatewayConfig& c = *g_ctx.config;
+    rte_tel_data_start_dict(d);
+    auto s = [&](const char* k, const std::string& v) { rte_tel_data_add_dict_string(d, k, v.c_str()); };
+    s("inside_port", c.inside.port);
+    s("inside_address", format_ipv4(c.inside.address) + "/" + std::to_string(c.inside.prefix_len));
+    s("outside_port", c.outside.port);
+    s("outside_address", format_ipv4(c.outside.address) + "/" + std::to_string(c.outside.prefix_len));
+    s("outside_next_hop", format_ipv4(c.next_hop));
+    s("nat_pool", format_ipv4(c.nat.pool.front()) + (c.nat.pool.size() > 1 ? " .. " + format_ipv4(c.nat.pool.back()) : ""));
+    rte_tel_data_add_dict_u64(d, "nat_pool_size", c.nat.pool.size());
+    s("nat_ports", std::to_string(c.nat.ports.first) + "-" + std::to_string(c.nat.ports.last));
+    s("nat_filtering", to_string(c.nat.filtering));
+    rte_tel_data_add_dict_u64(d, "nat_port_parity", c.nat.port_parity);
+    rte_tel_data_add_dict_u64(d, "nat_max_mappings", c.nat.max_mappings);
+    rte_tel_data_add_dict_u64(d, "nat_max_sessions_per_mapping", c.nat.max_sessions_per_mapping);
+    rte_tel_data_add_dict_u64(d, "dataplane_workers", c.nat.workers);
+    s("dataplane_steering", "handoff");
+    s("log_file", c.log.file);
+    s("log_ipfix_collector", c.log.ipfix_collector);
+    s("metrics_listen", c.metrics.listen);
+    return 0;
+}
+
+} // namespace
+
+nlohmann::json port_use()
+{
+    Query proto;
+    proto.kind = Query::Kind::Ports;
+    nlohmann::json out = nlohmann::json::array();
+    for (Query* q : ask_workers(proto)) {
+        for (const PortUse& u : q->ports)
+            out.push_back({{"pool", format_ipv4(rte_be_to_cpu_32(u.pool_addr))},
+                           {"protocol", to_string(L4(u.l4))},
+                           {"worker", u.worker},
+                           {"free", u.free},
+                           {"quarantined", u.quarantined},
+                           {"in_use", u.in_use}});
+        delete q;
+    }
+    return out;
+}
+
+void register_control_api(const GatewayConfig& config, GatewayShared& shared,
+                          const std::vector<std::unique_ptr<Worker>>& workers)
+{
+    g_ctx = Context{&config, &shared, &workers};
+    rte_telemetry_register_cmd("/ephemera/stats", cmd_stats, "Gateway counters. No parameters");
+    rte_telemetry_register_cmd("/ephemera/mappings", cmd_mappings,
+                               "Mappings. Parameters: inside=ADDR pool=ADDR port=N proto=tcp|udp|icmp|sctp limit=N");
+    rte_telemetry_register_cmd("/ephemera/sessions", cmd_sessions,
+                               "Sessions. Parameters: inside=ADDR pool=ADDR port=N proto=tcp|udp|icmp|sctp limit=N");
+    rte_telemetry_register_cmd("/ephemera/ports", cmd_ports,
+                               "Port use per pool address, protocol and worker. Parameters: pool=ADDR proto=P");
+    rte_telemetry_register_cmd("/ephemera/lookup", cmd_lookup, "Who holds POOLADDR:PORT[/PROTO] now");
+    rte_telemetry_register_cmd("/ephemera/timeouts", cmd_timeouts, "Timeouts in seconds. No parameters");
+    rte_telemetry_register_cmd("/ephemera/config", cmd_config, "The running configuration. No parameters");
+}
+
+} // namespace ephemera

@@ -1,0 +1,27 @@
+// The daemon's control API: DPDK telemetry commands under /ephemera/, so
+// that ephemeractl and dpdk-telemetry.py both work. Answers come from the
+// workers through their query rings, never by reading their tables directly.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ephemera {
+
+struct GatewayConfig;
+struct GatewayShared;
+class Worker;
+
+// Registers the commands. The objects must outlive the telemetry thread's
+// use of them (the daemon keeps them until rte_eal_cleanup).
+void register_control_api(const GatewayConfig& config, GatewayShared& shared,
+                          const std::vector<std::unique_ptr<Worker>>& workers);
+
+// Port use of every worker's partitions, asked through their query rings (so
+// exact and race-free): [{"pool", "protocol", "worker", "free", "quarantined",
+// "in_use"}], the shape prometheus_text() takes. Needs register_control_api().
+nlohmann::json port_use();
+
+} // namespace ephemera

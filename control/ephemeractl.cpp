@@ -1,0 +1,289 @@
+// ephemeractl: the operator's client of a running ephemera. It speaks DPDK
+// telemetry (the /ephemera/... commands on the daemon's telemetry socket), so
+// everything it shows is also available to dpdk-telemetry.py. `who` answers
+// from a mapping log file and needs no daemon.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "ephemera/config.hpp"
+#include "mapping_log_reader.hpp"
+
+using nlohmann::json;
+
+namespace {
+
+struct Failure {
+    std::string message;
+    int code;
+};
+
+std::string find_socket(const std::string& socket_path, const std::string& prefix)
+{
+    if (!socket_path.empty()) return socket_path;
+    const std::filesystem::path base = "/var/run/dpdk";
+    if (!prefix.empty()) return (base / prefix / "dpdk_telemetry.v2").string();
+    std::vector<std::string> found;
+    std::error_code ec;
+    for (const auto& dir : std::filesystem::directory_iterator(base, ec)) {
+        const auto sock = dir.path() / "dpdk_telemetry.v2";
+        if (std::filesystem::exists(sock, ec)) found.push_back(sock.string());
+    }
+    if (found.size() == 1) return found.front();
+    if (found.empty()) throw Failure{"no running DPDK process found under /var/run/dpdk (is ephemera running?)", 2};
+    std::string list;
+    for (const auto& f : found) list += " " + f;
+    throw Failure{"several DPDK processes; choose one with --file-prefix or --socket:" + list, 2};
+}
+
+// One telemetry command; returns the value under the command's key.
+json telemetry(const std::string& path, const std::string& command)
+{
+    const int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    if (fd < 0) throw Failure{"socket: " + std::string(strerror(errno)), 2};
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        const std::string why = strerror(errno);
+        close(fd);
+        throw Failure{"cannot connect to " + path + ": " + why + " (is ephemera running?)", 2};
+    }
+    std::vector<char> buf(1 << 17);
+    auto receive = [&]() {
+        const ssize_t n = recv(fd, buf.data(), buf.size() - 1, 0);
+        if (n <= 0) {
+            close(fd);
+            throw Failure{"the daemon closed the telemetry connection", 2};
+        }
+        return json::parse(std::string(buf.data(), size_t(n)), nullptr, false);
+    };
+    receive(); // the greeting: version, pid, max output length
+    if (send(fd, command.data(), command.size(), 0) < 0) {
+        close(fd);
+        throw Failure{"send: " + std::string(strerror(errno)), 2};
+    }
+    json reply = receive();
+    close(fd);
+    const std::string key = command.substr(0, command.find(','));
+    if (reply.is_discarded() || !reply.is_object() || !reply.contains(key) || reply[key].is_null())
+        throw Failure{"the daemon did not answer " + key + " (an older ephemera, or not ephemera?)", 2};
+    json value = reply[key];
+    if (value.is_object() && value.contains("error")) throw Failure{key + ": " + value["error"].get<std::string>(), 1};
+    return value;
+}
+
+std::string cell(const json& v)
+{
+    if (v.is_string()) return v.get<std::string>();
+    return v.dump();
+}
+
+// A dict of equal-length arrays, printed as aligned columns.
+void print_table(const json& t, const std::vector<std::string>& columns)
+{
+    std::vector<size_t> width;
+    size_t rows = 0;
+    for (const auto& c : columns) {
+        size_t w = c.size();
+        if (t.contains(c))
+            for (const auto& v : t[c]) w = std::max(w, cell(v).size());
+        width.push_back(w);
+        if (t.contains(c)) rows = std::max(rows, t[c].size());
+    }
+    for (size_t i = 0; i < columns.size(); ++i) std::printf("%-*s  ", int(width[i]), columns[i].c_str());
+    std::printf("\n");
+    for (size_t r = 0; r < rows; ++r) {
+        for (size_t i = 0; i < columns.size(); ++i) {
+            const std::string v = t.contains(columns[i]) && r < t[columns[i]].size() ? cell(t[columns[i]][r]) : "";
+            std::printf("%-*s  ", int(width[i]), v.c_str());
+        }
+        std::printf("\n");
+    }
+}
+
+uint64_t parse_time_ms(const std::string& text)
+{
+    if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit)) {
+        const uint64_t v = std::stoull(text);
+        return v < 100000000000ull ? v * 1000 : v; // seconds or milliseconds since the epoch
+    }
+    std::tm tm{};
+    const char* rest = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == nullptr) rest = strptime(text.c_str(), "%Y-%m-%d %H:%M:%S", &tm);
+    if (rest == nullptr) throw Failure{"--at " + text + ": expected 2026-11-21T16:30:00[.123][Z] or Unix seconds/ms", 1};
+    uint64_t ms = uint64_t(timegm(&tm)) * 1000;
+    if (*rest == '.') {
+        ++rest;
+        unsigned frac = 0, digits = 0;
+        while (std::isdigit(static_cast<unsigned char>(*rest)) && digits < 3) frac = frac * 10 + unsigned(*rest++ - '0'), ++digits;
+        while (digits++ < 3) frac *= 10;
+        ms += frac;
+    }
+    return ms;
+}
+
+std::string format_ms(uint64_t ms)
+{
+    const std::time_t s = std::time_t(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&s, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    char out[48];
+    std::snprintf(out, sizeof out, "%s.%03uZ", buf, unsigned(ms % 1000));
+    return out;
+}
+
+std::pair<uint32_t, uint16_t> parse_endpoint(const std::string& text)
+{
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) throw Failure{"expected POOLADDR:PORT, got '" + text + "'", 1};
+    uint32_t addr = 0;
+    try {
+        addr = ephemera::parse_ipv4(text.substr(0, colon));
+    } catch (const std::exception&) {
+        throw Failure{"not an IPv4 address: '" + text.substr(0, colon) + "'", 1};
+    }
+    const std::string p = text.substr(colon + 1);
+    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), ::isdigit) || std::stoul(p) == 0 ||
+        std::stoul(p) > 65535)
+        throw Failure{"not a port: '" + p + "'", 1};
+    return {addr, uint16_t(std::stoul(p))};
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App app{"ephemeractl: inspect and control a running ephemera NAT gateway"};
+    app.require_subcommand(1);
+    std::string socket_path, prefix;
+    bool as_json = false;
+    app.add_option("--socket", socket_path, "the daemon's telemetry socket (default: the only one under /var/run/dpdk)");
+    app.add_option("--file-prefix", prefix, "the daemon's EAL --file-prefix (ephemera-lab in the lab)");
+    app.add_flag("--json", as_json, "print the answer as JSON");
+
+    std::string inside, pool, proto;
+    unsigned port = 0, limit = 50;
+    auto add_filters = [&](CLI::App* c) {
+        c->add_option("--inside", inside, "inside (subscriber) address");
+        c->add_option("--pool", pool, "pool address");
+        c->add_option("--port", port, "external port")->check(CLI::Range(1, 65535));
+        c->add_option("--proto", proto, "tcp, udp, icmp or sctp")->check(CLI::IsMember({"tcp", "udp", "icmp", "sctp"}));
+        c->add_option("--limit", limit, "at most this many rows (1-200)")->check(CLI::Range(1, 200));
+    };
+    auto* stats = app.add_subcommand("stats", "counters: packets, translations, drops by reason, mappings");
+    auto* sessions = app.add_subcommand("sessions", "sessions, with remote endpoint and TCP state");
+    add_filters(sessions);
+    auto* mappings = app.add_subcommand("mappings", "mappings (inside endpoint -> external endpoint)");
+    add_filters(mappings);
+    auto* ports = app.add_subcommand("ports", "port use per pool address, protocol and worker");
+    ports->add_option("--pool", pool, "pool address");
+    ports->add_option("--proto", proto, "tcp, udp, icmp or sctp")->check(CLI::IsMember({"tcp", "udp", "icmp", "sctp"}));
+    std::string endpoint;
+    auto* lookup = app.add_subcommand("lookup", "who holds POOLADDR:PORT now");
+    lookup->add_option("endpoint", endpoint, "POOLADDR:PORT")->required();
+    lookup->add_option("--proto", proto, "tcp, udp, icmp or sctp")->check(CLI::IsMember({"tcp", "udp", "icmp", "sctp"}));
+    auto* timeouts = app.add_subcommand("timeouts", "the timeouts in force (seconds)");
+    auto* config = app.add_subcommand("config", "the running configuration");
+    std::string at, log_path;
+    auto* who = app.add_subcommand("who", "who held POOLADDR:PORT at a time, from a mapping log file");
+    who->add_option("endpoint", endpoint, "POOLADDR:PORT")->required();
+    who->add_option("--at", at, "time: 2026-11-21T16:30:00.123Z or Unix seconds/milliseconds")->required();
+    who->add_option("--log", log_path, "the mapping log file")->required()->check(CLI::ExistingFile);
+    who->add_option("--proto", proto, "tcp, udp, icmp or sctp")->check(CLI::IsMember({"tcp", "udp", "icmp", "sctp"}));
+
+    CLI11_PARSE(app, argc, argv);
+
+    try {
+        auto filters = [&]() {
+            std::string f;
+            if (!inside.empty()) f += " inside=" + inside;
+            if (!pool.empty()) f += " pool=" + pool;
+            if (port) f += " port=" + std::to_string(port);
+            if (!proto.empty()) f += " proto=" + proto;
+            f += " limit=" + std::to_string(limit);
+            return f;
+        };
+        if (who->parsed()) {
+            const auto [addr, p] = parse_endpoint(endpoint);
+            const auto matches = ephemera::who_held(log_path, addr, p, parse_time_ms(at), proto);
+            if (as_json) {
+                json out = json::array();
+                for (const auto& m : matches)
+                    out.push_back({{"inside", ephemera::format_ipv4(m.inside_addr) + ":" + std::to_string(m.inside_port)},
+                                   {"protocol", m.protocol}, {"from_ms", m.from_ms}, {"to_ms", m.to_ms}});
+                std::cout << out.dump(2) << "\n";
+            } else if (matches.empty()) {
+                std::printf("nobody held %s at %s according to %s\n", endpoint.c_str(), format_ms(parse_time_ms(at)).c_str(),
+                            log_path.c_str());
+            } else {
+                for (const auto& m : matches)
+                    std::printf("%s %s:%u  from %s  to %s\n", m.protocol.c_str(), ephemera::format_ipv4(m.inside_addr).c_str(),
+                                m.inside_port, format_ms(m.from_ms).c_str(),
+                                m.to_ms ? format_ms(m.to_ms).c_str() : "(still held at the end of the log)");
+            }
+            return matches.empty() ? 1 : 0;
+        }
+
+        const std::string sock = find_socket(socket_path, prefix);
+        json answer;
+        if (stats->parsed()) answer = telemetry(sock, "/ephemera/stats");
+        else if (sessions->parsed()) answer = telemetry(sock, "/ephemera/sessions," + filters());
+        else if (mappings->parsed()) answer = telemetry(sock, "/ephemera/mappings," + filters());
+        else if (ports->parsed()) {
+            std::string f;
+            if (!pool.empty()) f += " pool=" + pool;
+            if (!proto.empty()) f += " proto=" + proto;
+            answer = telemetry(sock, "/ephemera/ports," + f);
+        } else if (lookup->parsed()) {
+            parse_endpoint(endpoint);
+            answer = telemetry(sock, "/ephemera/lookup," + endpoint + (proto.empty() ? "" : "/" + proto));
+        } else if (timeouts->parsed()) answer = telemetry(sock, "/ephemera/timeouts");
+        else if (config->parsed()) answer = telemetry(sock, "/ephemera/config");
+
+        if (as_json) {
+            std::cout << answer.dump(2) << "\n";
+            return 0;
+        }
+        if (stats->parsed() || timeouts->parsed() || config->parsed()) {
+            size_t w = 0;
+            for (auto it = answer.begin(); it != answer.end(); ++it) w = std::max(w, it.key().size());
+            for (auto it = answer.begin(); it != answer.end(); ++it)
+                std::printf("%-*s  %s\n", int(w), it.key().c_str(), cell(*it).c_str());
+        } else if (ports->parsed()) {
+            print_table(answer, {"pool", "protocol", "worker", "free", "quarantined", "in_use"});
+        } else if (sessions->parsed()) {
+            print_table(answer, {"protocol", "inside", "external", "remote", "state", "expires_in", "worker"});
+            std::printf("(%s of %s matching sessions)\n", cell(answer["shown"]).c_str(), cell(answer["matched"]).c_str());
+        } else {
+            print_table(answer, {"protocol", "inside", "external", "sessions", "expires_in", "worker"});
+            if (lookup->parsed() && answer["shown"] == 0) {
+                std::printf("nobody holds %s now\n", endpoint.c_str());
+                return 1;
+            }
+            if (!lookup->parsed())
+                std::printf("(%s of %s matching mappings)\n", cell(answer["shown"]).c_str(), cell(answer["matched"]).c_str());
+        }
+        return 0;
+    } catch (const Failure& f) {
+        std::fprintf(stderr, "ephemeractl: %s\n", f.message.c_str());
+        return f.code;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ephemeractl: %s\n", e.what());
+        return 1;
+    }
+}

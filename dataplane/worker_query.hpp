@@ -1,0 +1,62 @@
+// Questions the control plane asks a worker about its tables (ephemeractl
+// sessions, mappings, ports, lookup). The telemetry thread posts a Query on
+// the worker's query ring and waits; the worker answers between bursts, a
+// bounded slice of its table per loop, into rows the asker reserved (no
+// allocation on the worker). Whoever finishes last frees the query, so an
+// asker that gave up waiting never leaves the worker a dangling pointer.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "ephemera/translator.hpp"
+
+namespace ephemera {
+
+struct QueryRow {
+    uint32_t in_addr, ext_addr, remote_addr; // network order
+    uint16_t in_port, ext_port, remote_port; // network order
+    uint8_t l4;
+    uint8_t tcp;        // TcpSeen bits of the session
+    uint16_t worker;
+    uint32_t expires_in; // seconds
+    uint32_t sessions;   // sessions of the mapping
+};
+
+struct PortUse {
+    uint32_t pool_addr; // network order
+    uint8_t l4;
+    uint16_t worker;
+    uint32_t free, quarantined, in_use;
+};
+
+struct Query {
+    enum class Kind : uint8_t { Mappings, Sessions, Ports };
+    enum State : int { Pending = 0, Done = 1, Abandoned = 2 };
+
+    Kind kind = Kind::Mappings;
+    // Filters (0 / 0xff: any), network order.
+    uint32_t inside_addr = 0, pool_addr = 0;
+    uint16_t ext_port = 0;
+    uint8_t l4 = 0xff;
+    uint32_t limit = 100;
+
+    std::vector<QueryRow> rows;   // reserved to `limit` by the asker
+    std::vector<PortUse> ports;   // reserved by the asker for Kind::Ports
+    uint64_t matched = 0;         // matches seen, beyond `limit` too
+    uint32_t cursor = 0;          // worker's progress through its table
+    std::atomic<int> state{Pending};
+};
+
+// One slice of work on q by the worker owning `nat`. True when q is complete.
+bool answer_query_step(Translator& nat, Query& q, Tick now, uint32_t slice);
+
+// Worker side, after answer_query_step() returned true: publishes or frees.
+inline void finish_query(Query* q)
+{
+    int expected = Query::Pending;
+    if (!q->state.compare_exchange_strong(expected, Query::Done, std::memory_order_acq_rel)) delete q; // abandoned
+}
+
+} // namespace ephemera
