@@ -76,6 +76,10 @@ void validate(const NatConfig& c)
         fail("max_mappings", std::to_string(c.max_mappings), "expected 8-67108864 per worker");
     if (c.max_extra_sessions < 8 || c.max_extra_sessions > (1u << 26))
         fail("max_extra_sessions", std::to_string(c.max_extra_sessions), "expected 8-67108864 per worker");
+    if (c.max_ports_per_subscriber > 4u * 65536)
+        fail("max_ports_per_subscriber", std::to_string(c.max_ports_per_subscriber), "expected 0 (no limit) to 262144");
+    if (c.max_subscribers < 8 || c.max_subscribers > (1u << 24))
+        fail("max_subscribers", std::to_string(c.max_subscribers), "expected 8-16777216 per worker");
     if (c.max_sessions_per_mapping == 0 || c.max_sessions_per_mapping > 65535)
         fail("max_sessions_per_mapping", std::to_string(c.max_sessions_per_mapping), "expected 1-65535");
 }

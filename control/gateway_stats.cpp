@@ -36,6 +36,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         gw.arp_requests_sent += c.arp_requests_sent;
         gw.echo_replies += c.echo_replies;
         gw.time_exceeded_sent += c.time_exceeded_sent;
+        gw.prohibited_sent += c.prohibited_sent;
         gw.icmp_rate_limited += c.icmp_rate_limited;
         gw.no_next_hop += c.no_next_hop;
         gw.not_for_us += c.not_for_us;
@@ -69,6 +70,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"arp_requests_sent", gw.arp_requests_sent},
         {"echo_replies", gw.echo_replies},
         {"time_exceeded_sent", gw.time_exceeded_sent},
+        {"prohibited_sent", gw.prohibited_sent},
         {"icmp_rate_limited", gw.icmp_rate_limited},
         {"no_next_hop", gw.no_next_hop},
         {"not_for_us", gw.not_for_us},

@@ -81,6 +81,8 @@ const std::vector<Family>& families()
         {"ephemera_echo_replies_total", "counter", "echo_replies", {},
          "ICMP echo replies sent for the gateway's addresses."},
         {"ephemera_time_exceeded_sent_total", "counter", "time_exceeded_sent", {}, "ICMP time exceeded messages sent."},
+        {"ephemera_prohibited_sent_total", "counter", "prohibited_sent", {},
+         "ICMP 3/13 sent for new flows refused a mapping (subscriber limit, ports exhausted, table full)."},
         {"ephemera_icmp_rate_limited_total", "counter", "icmp_rate_limited", {},
          "ICMP errors not sent because of the rate limit."},
         {"ephemera_no_next_hop_total", "counter", "no_next_hop", {},

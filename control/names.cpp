@@ -30,6 +30,7 @@ const char* to_string(Drop reason)
     case Drop::Fragment: return "fragment";
     case Drop::Unsupported: return "unsupported";
     case Drop::WrongWorker: return "wrong_worker";
+    case Drop::SubscriberLimit: return "subscriber_limit";
     case Drop::Count: break;
     }
     return "?";

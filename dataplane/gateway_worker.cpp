@@ -121,7 +121,27 @@ void Worker::flush_handoffs()
 
 void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
 {
-    const uint16_t done = nat_.outbound(pkts, n, now);
+    rte_mbuf* refused[kBurst];
+    uint16_t nrefused = 0;
+    const bool answer = shared_.config->icmp_on_limit;
+    const uint16_t done = nat_.outbound(pkts, n, now, answer ? refused : nullptr, answer ? &nrefused : nullptr);
+    // No mapping could be made: ICMP 3/13, communication administratively
+    // prohibited (RFC 6888 REQ-11, RFC 5508 REQ-8), rate-limited.
+    const uint64_t tsc = nrefused ? rte_rdtsc() : 0;
+    for (uint16_t i = 0; i < nrefused; ++i) {
+        rte_mbuf* m = refused[i];
+        const uint16_t l3 = steer::ipv4_offset(m);
+        if (l3 && icmp_limit_.allow(tsc)) {
+            if (rte_mbuf* e = router::icmp_error(shared_.mbufs, m, l3, 3, 13, shared_.addr[kInside],
+                                                 shared_.mac[kInside])) {
+                ++counters_.prohibited_sent;
+                send(kInside, e);
+            }
+        } else if (l3) {
+            ++counters_.icmp_rate_limited;
+        }
+        rte_pktmbuf_free(m);
+    }
     rte_mbuf* hairpin[kBurst];
     uint16_t nh = 0;
     for (uint16_t i = 0; i < done; ++i) {

@@ -32,6 +32,7 @@ struct alignas(64) GatewayCounters {
     uint64_t arp_requests_sent = 0;
     uint64_t echo_replies = 0;
     uint64_t time_exceeded_sent = 0;
+    uint64_t prohibited_sent = 0;   // ICMP 3/13 for flows refused a mapping
     uint64_t icmp_rate_limited = 0;
     uint64_t no_next_hop = 0;       // outbound before the next hop answered ARP
     uint64_t not_for_us = 0;        // outside packets to no pool or gateway address

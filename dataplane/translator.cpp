@@ -19,6 +19,7 @@ Translator::Translator(const NatConfig& config, const PortLayout& layout, unsign
       filtering_(config.filtering),
       parity_(config.port_parity),
       max_sessions_per_mapping_(config.max_sessions_per_mapping),
+      max_ports_per_subscriber_(config.max_ports_per_subscriber),
       layout_(layout),
       worker_(worker),
       pool_((validate(config), config.pool)),
@@ -30,6 +31,8 @@ Translator::Translator(const NatConfig& config, const PortLayout& layout, unsign
     if (worker >= layout.workers())
         throw ConfigError("worker = " + std::to_string(worker) + ": only " + std::to_string(layout.workers()) +
                           " workers configured");
+    if (max_ports_per_subscriber_ != 0)
+        subscribers_ = std::make_unique<SubscriberTable>(config.max_subscribers, worker, socket);
     parts_.reserve(kL4Count * pool_.size());
     for (unsigned l4 = 0; l4 < kL4Count; ++l4)
         for (unsigned p = 0; p < pool_.size(); ++p)
@@ -110,6 +113,12 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
         why = Drop::TableFull;
         return -1;
     }
+    // RFC 6888 REQ-4/REQ-11: at its limit a subscriber gets no new port, and
+    // nothing it holds is taken away to make room.
+    if (subscribers_ && subscribers_->ports_of(p.src) >= max_ports_per_subscriber_) {
+        why = Drop::SubscriberLimit;
+        return -1;
+    }
     const unsigned pool_index = pool_.paired_index(p.src);
     PortPartition& part = partition(pool_index, p.space);
     uint16_t port = 0;
@@ -119,6 +128,12 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
         return -1;
     }
     const int32_t index = table_.add_mapping(key);
+    if (index >= 0 && subscribers_ && !subscribers_->acquire(p.src)) {
+        table_.remove_mapping(uint32_t(index));
+        part.release(port, now - timeouts_.quarantine);
+        why = Drop::TableFull; // more subscribers than max_subscribers
+        return -1;
+    }
     if (index < 0) {
         part.release(port, now - timeouts_.quarantine); // never used: free at once
         why = Drop::TableFull;
@@ -293,8 +308,9 @@ void Translator::rewrite_inbound(rte_mbuf* m, const Parsed& p, const Mapping& ma
     }
 }
 
-uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
+uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now, rte_mbuf** refused, uint16_t* nrefused)
 {
+    if (nrefused) *nrefused = 0;
     Parsed parsed[kBurst];
     Drop why[kBurst];
     bool ok[kBurst];
@@ -341,7 +357,12 @@ uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
         }
         int32_t index = found[key_of[i]];
         if (index < 0 && (index = create_mapping(p, m, now, reason)) < 0) {
-            drop(m, Dir::Out, reason);
+            if (refused && reason != Drop::NoMapping) {
+                ++stats_.drops[unsigned(Dir::Out)][unsigned(reason)];
+                refused[(*nrefused)++] = m; // the caller answers and frees it
+            } else {
+                drop(m, Dir::Out, reason);
+            }
             continue;
         }
         if (!outbound_session(uint32_t(index), p, now, reason)) {
@@ -433,6 +454,7 @@ void Translator::release_mapping(uint32_t index, Tick now)
     if (!map.live) return;
     stats_.sessions_released += table_.session_count(index);
     emit(MappingEventType::Delete, map);
+    if (subscribers_) subscribers_->release(map.in_addr);
     partition(map.pool, L4(map.l4)).release(rte_be_to_cpu_16(map.ext_port), now);
     table_.remove_mapping(index);
     stats_.mappings_released += 1;

@@ -60,6 +60,8 @@ ports = "1024-65535"
 filtering = "address-dependent"
 port_parity = true
 max_mappings = 4096
+max_ports_per_subscriber = 64
+icmp_on_limit = false
 [timeouts]
 udp = 30
 tcp_established = 600
@@ -79,6 +81,8 @@ lcores = "0@0,1@1"
     EXPECT_EQ(g.nat.filtering, FilteringMode::AddressDependent);
     EXPECT_TRUE(g.nat.port_parity);
     EXPECT_EQ(g.nat.max_mappings, 4096u);
+    EXPECT_EQ(g.nat.max_ports_per_subscriber, 64u);
+    EXPECT_FALSE(g.icmp_on_limit);
     EXPECT_EQ(g.nat.timeouts.udp, 30u);
     EXPECT_EQ(g.nat.timeouts.sctp, 20u);
     EXPECT_EQ(g.nat.timeouts.quarantine, 0u);

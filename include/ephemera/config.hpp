@@ -49,6 +49,8 @@ struct NatConfig {
     uint32_t max_mappings = 1u << 16;  // per worker
     uint32_t max_extra_sessions = 1u << 16; // per worker: sessions beyond a mapping's first
     uint32_t max_sessions_per_mapping = 1024; // RFC 6888 REQ-5
+    uint32_t max_ports_per_subscriber = 0;    // RFC 6888 REQ-4, all protocols together; 0: no limit
+    uint32_t max_subscribers = 1u << 16;      // per worker, when a port limit is set
 };
 
 // A configuration value that cannot be used. what() names the key and the value.

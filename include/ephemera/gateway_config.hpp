@@ -48,6 +48,7 @@ struct GatewayConfig {
     uint16_t tx_descriptors = 1024;
     uint32_t handoff_ring = 1024;       // per worker pair and direction
     uint32_t icmp_rate = 100;           // ICMP errors generated per second per worker
+    bool icmp_on_limit = true;          // answer a refused new flow with ICMP 3/13 (RFC 6888 REQ-11)
     NatConfig nat;
     MappingLogConfig log;
     MetricsConfig metrics;

@@ -20,6 +20,7 @@ enum class Drop : uint8_t {
     Fragment,        // IPv4 fragments are not translated (yet)
     Unsupported,     // not IPv4, an L4 protocol or ICMP type we do not translate
     WrongWorker,     // the external port belongs to another worker's partition
+    SubscriberLimit, // the subscriber holds its maximum of ports (RFC 6888 REQ-4)
     Count
 };
 inline constexpr unsigned kDropCount = unsigned(Drop::Count);

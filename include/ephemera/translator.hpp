@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include <rte_ether.h>
@@ -20,6 +21,7 @@ struct rte_ring;
 #include "ephemera/port_allocator.hpp"
 #include "ephemera/session_table.hpp"
 #include "ephemera/stats.hpp"
+#include "ephemera/subscriber_table.hpp"
 
 namespace ephemera {
 
@@ -32,7 +34,14 @@ public:
     // Translate pkts[0..n) in place. Forwarded packets are moved to the front
     // of pkts in arrival order and their count returned; every other packet
     // is freed and counted under its drop reason. n <= kBurst.
-    uint16_t outbound(rte_mbuf** pkts, uint16_t n, Tick now); // inside -> outside
+    //
+    // Outbound only: when `refused` is given, packets dropped because no
+    // mapping could be made for them (subscriber limit, ports exhausted, table
+    // full) are counted but not freed: they go to refused[0..*nrefused) so the
+    // caller can answer them with ICMP 3/13 (RFC 6888 REQ-11, RFC 5508 REQ-8)
+    // and then free them. Room for kBurst.
+    uint16_t outbound(rte_mbuf** pkts, uint16_t n, Tick now, rte_mbuf** refused = nullptr,
+                      uint16_t* nrefused = nullptr); // inside -> outside
     uint16_t inbound(rte_mbuf** pkts, uint16_t n, Tick now);  // outside -> inside
 
     // Ethernet addresses written on forwarded packets. Outbound: our outside
@@ -65,6 +74,11 @@ public:
     Tick quarantine() const { return timeouts_.quarantine; }
 
     const WorkerStats& stats() const { return stats_; }
+    // Ports (mappings) a subscriber holds here; 0 when no limit is configured.
+    uint32_t ports_of_subscriber(uint32_t inside_addr_net) const
+    {
+        return subscribers_ ? subscribers_->ports_of(inside_addr_net) : 0;
+    }
     const SessionTable& table() const { return table_; }
     const Pool& pool() const { return pool_; }
     const PortLayout& layout() const { return layout_; }
@@ -98,11 +112,13 @@ private:
     FilteringMode filtering_;
     bool parity_;
     uint32_t max_sessions_per_mapping_;
+    uint32_t max_ports_per_subscriber_;
     const PortLayout& layout_;
     unsigned worker_;
     Pool pool_;
     SessionTable table_;
     std::vector<PortPartition> parts_; // [l4][pool index]
+    std::unique_ptr<SubscriberTable> subscribers_; // only with a per-subscriber limit
     rte_ether_addr out_src_{}, out_dst_{}, in_src_{};
     uint32_t sweep_cursor_ = 0;
     rte_ring* events_ = nullptr;
