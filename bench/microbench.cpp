@@ -382,15 +382,11 @@ void BM_RawForward(benchmark::State& state)
     clock.report(state);
 }
 
+// The timed loop over established flows in a random order, shared by the
+// plain run and the run beside an expiry sweep.
 template <ephemera::Dir dir>
-void BM_Established(benchmark::State& state)
+void run_established(benchmark::State& state, Established* e)
 {
-    const uint32_t sessions = uint32_t(state.range(0));
-    Established* e = established(sessions, g_error);
-    if (e == nullptr) {
-        fail(state);
-        return;
-    }
     ephemera::Translator& nat = *e->nat->nat;
     const uint64_t drops_before = nat.stats().dropped(dir);
     const std::vector<uint32_t>& order = e->order;
@@ -428,10 +424,20 @@ void BM_Established(benchmark::State& state)
         fail(state);
     }
     clock.report(state);
-    state.counters["setup_s"] = e->setup_seconds;
-    state.counters["nat_MiB"] = double(nat.memory_bytes()) / (1 << 20);
 }
 
+template <ephemera::Dir dir>
+void BM_Established(benchmark::State& state)
+{
+    Established* e = established(uint32_t(state.range(0)), g_error);
+    if (e == nullptr) {
+        fail(state);
+        return;
+    }
+    run_established<dir>(state, e);
+    state.counters["setup_s"] = e->setup_seconds;
+    state.counters["nat_MiB"] = double(e->nat->nat->memory_bytes()) / (1 << 20);
+}
 
 // The workers' throughput while the control plane sweeps their table: the same
 // loop as BM_EstablishedInToOut, with a second thread running ExpiryScanner
@@ -440,8 +446,7 @@ void BM_Established(benchmark::State& state)
 // the scan itself, its reads competing for the caches and memory).
 void BM_EstablishedInToOutDuringSweep(benchmark::State& state)
 {
-    const uint32_t sessions = uint32_t(state.range(0));
-    Established* e = established(sessions, g_error);
+    Established* e = established(uint32_t(state.range(0)), g_error);
     if (e == nullptr) {
         fail(state);
         return;
@@ -457,30 +462,10 @@ void BM_EstablishedInToOutDuringSweep(benchmark::State& state)
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
     });
-    const std::vector<uint32_t>& order = e->order;
-    size_t cursor = 0;
-    Burst b;
-    BurstClock clock;
-    for (auto _ : state) {
-        for (rte_mbuf* m : b.pkts) {
-            ephbench::write_inside(m, order[cursor]);
-            if (++cursor == order.size()) cursor = 0;
-        }
-        const uint64_t t0 = tsc_now();
-        const uint16_t sent = nat.outbound(b.pkts, kBurst, kNow);
-        const uint64_t t1 = tsc_now();
-        if (sent != kBurst) {
-            b.lost_after(sent);
-            g_error = "outbound() forwarded " + std::to_string(sent) + " of " + std::to_string(kBurst);
-            fail(state);
-            break;
-        }
-        clock.record(state, t0, t1);
-    }
+    run_established<ephemera::Dir::Out>(state, e);
     stop = true;
     sweeper.join();
     rte_ring_free(ring);
-    clock.report(state);
     state.counters["sweep_passes"] = double(scanner.passes());
 }
 
