@@ -4,8 +4,14 @@ count, runs every check of test_gateway.py, prints a summary, and tears the lab 
 down) whatever happens: a failing check, an exception, SIGINT/SIGTERM/SIGHUP (meson's timeout),
 or the interpreter exiting (atexit).
 
-    tests/e2e/run_e2e.py [--gateway ephemera|linux] [--workers N] [--build DIR] [-k PATTERN]
-                         [--keep] [--no-huge]
+    tests/e2e/run_e2e.py [--suite gateway|control] [--gateway ephemera|linux] [--workers N]
+                         [--build DIR] [-k PATTERN] [--keep] [--no-huge]
+
+--suite control runs test_control.py instead (ephemera, one worker): the lab comes up with
+its own configuration, scripts/lab-config.toml.in rendered like scripts/lab renders it and
+then given short timeouts (udp/icmp/tcp_transitory 2 s, tcp_established 4 s, quarantine
+3 s), 8 ports (50000-50007) without shuffling, a mapping log, an IPFIX collector address
+and a metrics endpoint (CONTROL_CONFIG below), passed as scripts/lab up --config FILE.
 
 As root (meson test --suite e2e, via scripts/test, is how CI runs it). Exit status: 0 all
 passed, 1 something failed, 77 (meson's "skipped") when not root.
@@ -16,12 +22,15 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import re
 import resource
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import tomllib
 import unittest
 from pathlib import Path
 
@@ -32,6 +41,15 @@ sys.path.insert(0, str(HERE))
 
 _teardown_done = False
 _keep = False
+
+# --suite control: what the control-plane tests need on top of the lab's template.
+CONTROL_CONFIG = {
+    "nat": {"ports": "50000-50007", "randomize_ports": False},
+    "timeouts": {"udp": 2, "icmp": 2, "tcp_transitory": 2, "tcp_established": 4, "quarantine": 3},
+    "log": {"file": "/run/ephemera-lab/mappings.log", "ipfix_collector": "127.0.0.1:4739"},
+    "metrics": {"listen": "127.0.0.1:9469"},
+}
+DPDK_PREFIX = "ephemera-lab"
 
 
 def log(msg: str) -> None:
@@ -53,6 +71,79 @@ def teardown() -> None:
         p.wait(timeout=60)
     except Exception as e:  # report, never raise from a tear-down
         log(f"scripts/lab down: {e}")
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _lcores(workers: int) -> str:
+    """scripts/lab's lcores_for: the main lcore first, then the workers round-robin over the
+    CPUs this process may use."""
+    cpus = sorted(os.sched_getaffinity(0)) or [0]
+    return ",".join([f"0@{cpus[0]}"] + [f"{k}@{cpus[k % len(cpus)]}" for k in range(1, workers + 1)])
+
+
+def _free_hugepages() -> int:
+    try:
+        m = re.search(r"^HugePages_Free:\s+(\d+)", Path("/proc/meminfo").read_text(), re.M)
+        return int(m.group(1)) if m else 0
+    except OSError:
+        return 0
+
+
+def render_control_config(workers: int, no_huge: bool) -> str:
+    """scripts/lab-config.toml.in rendered as scripts/lab renders it (EAL arguments, lcores,
+    workers), then every key of CONTROL_CONFIG set in its section (replaced where the template
+    has it, added otherwise). Checked by parsing it back."""
+    if no_huge:
+        eal = ["--no-huge", "-m", "512"]
+    else:
+        eal = ["--in-memory"]
+    eal += [f"--file-prefix={DPDK_PREFIX}", "--no-pci", "--log-level=*:notice"]
+    text = (REPO / "scripts" / "lab-config.toml.in").read_text()
+    text = text.replace("@EAL_ARGS@", ", ".join(_toml_value(a) for a in eal))
+    text = text.replace("@LCORES@", _lcores(workers)).replace("@WORKERS@", str(workers))
+    out: list[str] = []
+    pending = {sec: dict(keys) for sec, keys in CONTROL_CONFIG.items()}
+    section = None
+
+    def close_section():
+        if section in pending:
+            # add what the template's section lacks, before its trailing blank lines
+            tail = []
+            while out and not out[-1].strip():
+                tail.append(out.pop())
+            out.extend(f"{k} = {_toml_value(v)}" for k, v in pending.pop(section).items())
+            out.extend(tail)
+
+    for line in text.splitlines():
+        m = re.match(r"^\s*\[([A-Za-z0-9_.-]+)\]\s*(#.*)?$", line)
+        if m:
+            close_section()
+            section = m.group(1)
+            out.append(line)
+            continue
+        k = re.match(r"^\s*([A-Za-z0-9_-]+)\s*=", line)
+        if k and section in pending and k.group(1) in pending[section]:
+            out.append(f"{k.group(1)} = {_toml_value(pending[section].pop(k.group(1)))}")
+            continue
+        out.append(line)
+    close_section()
+    for sec, keys in pending.items():
+        out += ["", f"[{sec}]"] + [f"{k} = {_toml_value(v)}" for k, v in keys.items()]
+    rendered = "\n".join(out) + "\n"
+    parsed = tomllib.loads(rendered)
+    for sec, keys in CONTROL_CONFIG.items():
+        for k, v in keys.items():
+            if parsed.get(sec, {}).get(k) != v:
+                raise RuntimeError(f"rendering the control configuration: [{sec}] {k} is "
+                                   f"{parsed.get(sec, {}).get(k)!r}, not {v!r}")
+    return rendered
 
 
 def on_signal(signum, frame):
@@ -100,6 +191,8 @@ class TimedResult(unittest.TextTestResult):
 def main() -> int:
     global _keep
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", choices=["gateway", "control"], default="gateway",
+                    help="test_gateway.py (default) or test_control.py (its own lab configuration)")
     ap.add_argument("--gateway", choices=["ephemera", "linux"], default="ephemera")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--build", default=str(REPO / "build"), help="meson build dir (DIR/control/ephemera)")
@@ -109,11 +202,17 @@ def main() -> int:
     args = ap.parse_args()
     _keep = args.keep
     what = f"gateway={args.gateway} workers={args.workers}"
+    control = args.suite == "control"
+    if control:
+        what = f"control plane, gateway=ephemera workers={args.workers}"
+        if args.gateway != "ephemera" or args.workers != 1:
+            log("--suite control runs ephemera with one worker (its port partition is the 8-port range)")
+            return 2
 
     if os.geteuid() != 0:
         log("skipped: needs root (network namespaces)")
         return 77
-    tools = ["ip", "ethtool", "ping", "curl", "iperf3", "traceroute", "ss"]
+    tools = ["ip", "ethtool", "ping", "ss"] if control else ["ip", "ethtool", "ping", "curl", "iperf3", "traceroute", "ss"]
     if args.gateway == "linux":
         tools.append("nft")
     missing = [t for t in tools if shutil.which(t) is None]
@@ -122,6 +221,9 @@ def main() -> int:
         return 1
     if args.gateway == "ephemera" and not (Path(args.build) / "control" / "ephemera").exists():
         log(f"no gateway binary at {args.build}/control/ephemera (build it: ninja -C {args.build})")
+        return 1
+    if control and not (Path(args.build) / "control" / "ephemeractl").exists():
+        log(f"no ephemeractl at {args.build}/control/ephemeractl (build it: ninja -C {args.build})")
         return 1
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 8192:  # 1000 client + 1000 server sockets in this process
@@ -135,31 +237,67 @@ def main() -> int:
     result = None
     lab_ok = False
     interrupted = False
+    config_file = None
+    suite_module = None
     try:
+        no_huge = args.no_huge
+        extra = []
+        if control:
+            # scripts/lab reserves hugepages and leaves the EAL arguments of a --config FILE
+            # alone: ask for --in-memory only when enough of them are free already.
+            no_huge = no_huge or _free_hugepages() < 256
+            fd, config_file = tempfile.mkstemp(prefix="ephemera-e2e-control-", suffix=".toml")
+            with os.fdopen(fd, "w") as f:
+                f.write(render_control_config(args.workers, no_huge))
+            extra = ["--config", config_file]
+            # The IPFIX collector must listen before the gateway sends its first message (the
+            # one with the template): it is opened in eph-gw as soon as scripts/lab makes the
+            # namespace. A lab already up is taken down first (up would anyway: other config).
+            if Path("/run/netns/eph-gw").exists():
+                subprocess.run([str(LAB), "down"], stdin=subprocess.DEVNULL, timeout=60)
+            import test_control
+            collector_thread = test_control.start_collector_before_gateway()
+            log(f"control configuration ({config_file}): " +
+                "; ".join(f"[{s}] " + ", ".join(f"{k}={v}" for k, v in keys.items())
+                          for s, keys in CONTROL_CONFIG.items()))
         cmd = [str(LAB), "up", "--no-build", "--no-demo", "--workers", str(args.workers),
                "--build", args.build] + (["--linux"] if args.gateway == "linux" else []) \
-            + (["--no-huge"] if args.no_huge else [])
+            + (["--no-huge"] if no_huge else []) + extra
         log(f"bringing the lab up: {' '.join(cmd)}")
         up = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=180)
         lab_ok = up.returncode == 0
+        if control:
+            collector_thread.join(5)
         if not lab_ok:
             log(f"scripts/lab up failed (exit {up.returncode})")
         else:
             import labnet
-            import test_gateway
+            if control:
+                import test_control as suite_module
+            else:
+                import test_gateway as suite_module
             log(f"lab: {labnet.lab().describe()}")
-            suite = test_gateway.ordered_suite(args.pattern)
+            suite = suite_module.ordered_suite(args.pattern)
             runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, descriptions=False,
                                              resultclass=TimedResult)
             result = runner.run(suite)
             if args.gateway == "ephemera" and not result.wasSuccessful():
                 log("gateway log (last lines):")
                 print(labnet.gateway_log_tail(60), flush=True)
+                mapping_log = Path(CONTROL_CONFIG["log"]["file"])
+                if control and mapping_log.exists():
+                    log(f"mapping log {mapping_log} (last lines):")
+                    print("\n".join(mapping_log.read_text(errors="replace").splitlines()[-40:]), flush=True)
     except KeyboardInterrupt as e:
         log(f"interrupted ({e})")
         interrupted = True
     finally:
         teardown()
+        if config_file:
+            try:
+                os.unlink(config_file)
+            except OSError:
+                pass
 
     elapsed = time.monotonic() - t0
     print(f"\n===== e2e summary ({what}) =====")
@@ -170,10 +308,9 @@ def main() -> int:
         print("lab up failed: no test ran")
         print(f"FAILED in {elapsed:.1f} s")
         return 1
-    import test_gateway
     for name, outcome, seconds in result.rows:
         print(f"  {outcome:8s} {seconds:6.1f} s  {name}")
-    for line in test_gateway.NOTES:
+    for line in suite_module.NOTES:
         print(f"  note: {line}")
     passed = sum(1 for _, o, _ in result.rows if o == "ok")
     skipped = len(result.skipped)
