@@ -80,6 +80,16 @@ void validate(const NatConfig& c)
         fail("max_ports_per_subscriber", std::to_string(c.max_ports_per_subscriber), "expected 0 (no limit) to 262144");
     if (c.max_subscribers < 8 || c.max_subscribers > (1u << 24))
         fail("max_subscribers", std::to_string(c.max_subscribers), "expected 8-16777216 per worker");
+    if (c.port_block_size != 0) {
+        const uint32_t share = c.ports.size() / c.workers; // the smallest worker partition
+        if (c.port_block_size > share)
+            fail("port_block_size", std::to_string(c.port_block_size),
+                 "larger than a worker's share of the port range (" + std::to_string(share) + " ports)");
+        if (c.port_parity)
+            fail("port_parity", "true", "cannot be combined with port_block_size (a block is consecutive ports)");
+        if (c.max_blocks_per_subscriber == 0 || c.max_blocks_per_subscriber > 1024)
+            fail("max_blocks_per_subscriber", std::to_string(c.max_blocks_per_subscriber), "expected 1-1024");
+    }
     if (c.max_sessions_per_mapping == 0 || c.max_sessions_per_mapping > 65535)
         fail("max_sessions_per_mapping", std::to_string(c.max_sessions_per_mapping), "expected 1-65535");
 }

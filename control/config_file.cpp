@@ -221,6 +221,9 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         if (auto v = r.number("nat", "max_sessions_per_mapping", 1, 65535)) n.max_sessions_per_mapping = uint32_t(*v);
         if (auto v = r.number("nat", "max_ports_per_subscriber", 0, 4u * 65536)) n.max_ports_per_subscriber = uint32_t(*v);
         if (auto v = r.number("nat", "max_subscribers", 8, 1u << 24)) n.max_subscribers = uint32_t(*v);
+        if (auto v = r.number("nat", "port_block_size", 0, 65535)) n.port_block_size = uint32_t(*v);
+        if (auto v = r.number("nat", "max_blocks_per_subscriber", 1, 1024)) n.max_blocks_per_subscriber = uint32_t(*v);
+        if (auto v = r.number("nat", "max_static_mappings", 1, 65536)) n.max_static_mappings = uint32_t(*v);
         if (auto v = r.get<bool>("nat", "icmp_on_limit", "true or false")) g.icmp_on_limit = *v;
 
         const uint64_t month = 31ull * 24 * 3600;

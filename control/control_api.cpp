@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -10,6 +11,8 @@
 #include <rte_telemetry.h>
 
 #include "../dataplane/gateway_worker.hpp"
+#include "../dataplane/router.hpp"
+#include "../dataplane/steering.hpp"
 #include "ephemera/gateway_config.hpp"
 #include "gateway_stats.hpp"
 
@@ -68,6 +71,16 @@ bool parse_filters(const char* params, Query& q, std::string& why)
     return true;
 }
 
+// Waits until `deadline` for the worker to answer q. True: answered, q is the
+// caller's to read and delete. False: abandoned, the worker will delete it.
+bool wait_for_answer(Query* q, std::chrono::steady_clock::time_point deadline)
+{
+    while (q->state.load(std::memory_order_acquire) == Query::Pending && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    int expected = Query::Pending;
+    return !q->state.compare_exchange_strong(expected, Query::Abandoned, std::memory_order_acq_rel);
+}
+
 // Asks every worker; returns the answered queries (the caller deletes them).
 std::vector<Query*> ask_workers(const Query& proto)
 {
@@ -90,14 +103,8 @@ std::vector<Query*> ask_workers(const Query& proto)
     }
     std::vector<Query*> answered;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    for (Query* q : posted) {
-        while (q->state.load(std::memory_order_acquire) == Query::Pending &&
-               std::chrono::steady_clock::now() < deadline)
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
-        int expected = Query::Pending;
-        if (q->state.compare_exchange_strong(expected, Query::Abandoned, std::memory_order_acq_rel)) continue;
-        answered.push_back(q); // Done: ours to read and delete
-    }
+    for (Query* q : posted)
+        if (wait_for_answer(q, deadline)) answered.push_back(q);
     return answered;
 }
 
@@ -287,7 +294,209 @@ int cmd_config(const char*, const char*, rte_tel_data* d)
     return 0;
 }
 
+// ---- static mappings (port forwards) ----
+
+std::mutex g_static_mutex; // one change at a time: the table has one writer
+
+// Posts one query to one worker and waits for it; null if it did not answer.
+Query* ask_worker(unsigned w, Query* q)
+{
+    if (rte_ring_mp_enqueue(g_ctx.shared->queries[w], q) != 0) {
+        delete q;
+        return nullptr;
+    }
+    return wait_for_answer(q, std::chrono::steady_clock::now() + std::chrono::seconds(2)) ? q : nullptr;
+}
+
+// "ADDR:PORT" -> network-order address, host-order port; throws with a reason.
+std::pair<uint32_t, uint16_t> parse_endpoint(const std::string& text, const char* what)
+{
+    const auto colon = text.rfind(':');
+    if (colon == std::string::npos) throw std::invalid_argument(std::string(what) + " '" + text + "': expected ADDR:PORT");
+    unsigned long port = 0;
+    try {
+        size_t used = 0;
+        port = std::stoul(text.substr(colon + 1), &used);
+        if (used != text.size() - colon - 1) port = 0;
+    } catch (const std::exception&) {
+    }
+    if (port == 0 || port > 65535)
+        throw std::invalid_argument(std::string(what) + " '" + text + "': the port must be 1-65535");
+    return {rte_cpu_to_be_32(parse_ipv4(text.substr(0, colon))), uint16_t(port)};
+}
+
+L4 parse_static_proto(const std::string& text)
+{
+    if (text == "tcp") return L4::Tcp;
+    if (text == "udp") return L4::Udp;
+    if (text == "sctp") return L4::Sctp;
+    throw std::invalid_argument("protocol '" + text + "': expected tcp, udp or sctp");
+}
+
+std::vector<std::string> words(const char* params)
+{
+    std::string text = params ? params : "";
+    for (char& c : text)
+        if (c == ',') c = ' ';
+    std::istringstream in(text);
+    std::vector<std::string> out;
+    for (std::string w; in >> w;) out.push_back(w);
+    return out;
+}
+
+std::string static_name(const StaticSlot& s)
+{
+    return format_ipv4(rte_be_to_cpu_32(s.pool_addr)) + ":" + std::to_string(s.ext_port) + "/" + to_string(s.l4);
+}
+
+// PROTO INSIDE:PORT POOL:PORT
+int cmd_static_add(const char*, const char* params, rte_tel_data* d)
+{
+    const auto w = words(params);
+    if (w.size() != 3) return error_reply(d, "usage: /ephemera/static_add,PROTO INSIDE:PORT POOLADDR:PORT");
+    StaticSlot s;
+    try {
+        s.l4 = parse_static_proto(w[0]);
+        std::tie(s.in_addr, s.in_port) = parse_endpoint(w[1], "inside");
+        std::tie(s.pool_addr, s.ext_port) = parse_endpoint(w[2], "external");
+    } catch (const std::exception& e) {
+        return error_reply(d, e.what());
+    }
+    const GatewayConfig& c = *g_ctx.config;
+    const uint32_t in_host = rte_be_to_cpu_32(s.in_addr);
+    const uint32_t mask = c.inside.prefix_len ? ~0u << (32 - c.inside.prefix_len) : 0;
+    if ((in_host & mask) != (c.inside.address & mask) || in_host == c.inside.address)
+        return error_reply(d, "inside " + w[1] + ": not a host on the inside subnet " + format_ipv4(c.inside.address) +
+                                  "/" + std::to_string(c.inside.prefix_len) + " (its MAC is found by ARP there)");
+    if (g_ctx.shared->pool->index_of(s.pool_addr) == Pool::kNotInPool)
+        return error_reply(d, "external " + w[2] + ": " + format_ipv4(rte_be_to_cpu_32(s.pool_addr)) +
+                                  " is not a pool address");
+    if (s.ext_port >= c.nat.ports.first && s.ext_port <= c.nat.ports.last)
+        return error_reply(d, "external " + w[2] + ": port inside the dynamic range " +
+                                  std::to_string(c.nat.ports.first) + "-" + std::to_string(c.nat.ports.last) +
+                                  " (static mappings take ports outside it)");
+    s.worker = uint16_t(steer::subscriber_owner(s.in_addr, g_ctx.shared->workers));
+
+    std::lock_guard<std::mutex> lock(g_static_mutex);
+    StaticTable& table = *g_ctx.shared->statics;
+    if (const int32_t taken = table.slot_of(s.pool_addr, s.ext_port, s.l4); taken >= 0) {
+        const StaticSlot& t = table.slot(uint32_t(taken));
+        return error_reply(d, static_name(s) + " is already forwarded to " + format_ipv4(rte_be_to_cpu_32(t.in_addr)) +
+                                  ":" + std::to_string(t.in_port));
+    }
+    const int32_t slot = table.reserve(s);
+    if (slot < 0)
+        return error_reply(d, "the static mapping table is full (nat.max_static_mappings = " +
+                                  std::to_string(table.capacity()) + ")");
+    auto* q = new Query();
+    q->kind = Query::Kind::StaticAdd;
+    q->static_slot = uint32_t(slot);
+    Query* a = ask_worker(s.worker, q);
+    if (a == nullptr) {
+        // The worker may still make it later: leave the slot reserved rather
+        // than reuse it under a mapping we did not see created.
+        return error_reply(d, "worker " + std::to_string(s.worker) + " did not answer");
+    }
+    const Translator::StaticResult r = a->static_result;
+    const uint32_t mapping = a->mapping;
+    delete a;
+    if (r != Translator::StaticResult::Ok) {
+        table.release(uint32_t(slot));
+        if (r == Translator::StaticResult::InsideTaken)
+            return error_reply(d, "inside " + w[1] + "/" + w[0] +
+                                      " has a dynamic mapping now: add the static one when it has expired");
+        return error_reply(d, "the mapping table of worker " + std::to_string(s.worker) + " is full");
+    }
+    table.set_mapping(uint32_t(slot), mapping);
+    table.publish(uint32_t(slot));
+    resolve_static_neighbors_locked();
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_string(d, "added", (static_name(s) + " -> " + w[1]).c_str());
+    rte_tel_data_add_dict_u64(d, "worker", s.worker);
+    return 0;
+}
+
+// PROTO POOL:PORT
+int cmd_static_del(const char*, const char* params, rte_tel_data* d)
+{
+    const auto w = words(params);
+    if (w.size() != 2) return error_reply(d, "usage: /ephemera/static_del,PROTO POOLADDR:PORT");
+    L4 l4;
+    std::pair<uint32_t, uint16_t> ext;
+    try {
+        l4 = parse_static_proto(w[0]);
+        ext = parse_endpoint(w[1], "external");
+    } catch (const std::exception& e) {
+        return error_reply(d, e.what());
+    }
+    std::lock_guard<std::mutex> lock(g_static_mutex);
+    StaticTable& table = *g_ctx.shared->statics;
+    const int32_t slot = table.slot_of(ext.first, ext.second, l4);
+    if (slot < 0) return error_reply(d, "no static mapping " + w[1] + "/" + w[0]);
+    const StaticSlot& s = table.slot(uint32_t(slot));
+    const std::string name = static_name(s);
+    table.unpublish(uint32_t(slot)); // returns once no worker can still find it
+    auto* q = new Query();
+    q->kind = Query::Kind::StaticDel;
+    q->mapping = s.mapping;
+    Query* a = ask_worker(s.worker, q);
+    if (a == nullptr) return error_reply(d, "worker " + std::to_string(s.worker) + " did not answer");
+    delete a;
+    table.release(uint32_t(slot));
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_string(d, "deleted", name.c_str());
+    return 0;
+}
+
+int cmd_static_list(const char*, const char*, rte_tel_data* d)
+{
+    std::lock_guard<std::mutex> lock(g_static_mutex);
+    const StaticTable& table = *g_ctx.shared->statics;
+    rte_tel_data_start_dict(d);
+    Columns t;
+    rte_tel_data* proto = t.add("protocol", RTE_TEL_STRING_VAL);
+    rte_tel_data* inside = t.add("inside", RTE_TEL_STRING_VAL);
+    rte_tel_data* external = t.add("external", RTE_TEL_STRING_VAL);
+    rte_tel_data* mac = t.add("inside_mac", RTE_TEL_STRING_VAL);
+    rte_tel_data* worker = t.add("worker", RTE_TEL_U64_VAL);
+    for (uint32_t i : table.used_slots()) {
+        const StaticSlot& s = table.slot(i);
+        rte_tel_data_add_array_string(proto, to_string(s.l4));
+        rte_tel_data_add_array_string(inside, endpoint(s.in_addr, rte_cpu_to_be_16(s.in_port)).c_str());
+        rte_tel_data_add_array_string(external, endpoint(s.pool_addr, rte_cpu_to_be_16(s.ext_port)).c_str());
+        const uint64_t m = s.mac.load(std::memory_order_relaxed);
+        char text[RTE_ETHER_ADDR_FMT_SIZE] = "unresolved";
+        if (m) {
+            const rte_ether_addr a = StaticTable::unpack(m);
+            rte_ether_format_addr(text, sizeof text, &a);
+        }
+        rte_tel_data_add_array_string(mac, text);
+        rte_tel_data_add_array_u64(worker, s.worker);
+    }
+    t.attach(d);
+    return 0;
+}
+
 } // namespace
+
+void resolve_static_neighbors_locked()
+{
+    GatewayShared& sh = *g_ctx.shared;
+    if (sh.statics == nullptr || sh.control_inside == nullptr) return;
+    for (uint32_t i : sh.statics->used_slots()) {
+        const StaticSlot& s = sh.statics->slot(i);
+        if (s.mac.load(std::memory_order_relaxed) != 0) continue;
+        if (rte_mbuf* req = router::arp_request(sh.mbufs, sh.mac[0], sh.addr[0], s.in_addr))
+            if (rte_ring_mp_enqueue(sh.control_inside, req) != 0) rte_pktmbuf_free(req);
+    }
+}
+
+void resolve_static_neighbors()
+{
+    if (g_ctx.shared == nullptr) return;
+    std::lock_guard<std::mutex> lock(g_static_mutex);
+    resolve_static_neighbors_locked();
+}
 
 nlohmann::json port_use()
 {
@@ -321,6 +530,11 @@ void register_control_api(const GatewayConfig& config, GatewayShared& shared,
     rte_telemetry_register_cmd("/ephemera/lookup", cmd_lookup, "Who holds POOLADDR:PORT[/PROTO] now");
     rte_telemetry_register_cmd("/ephemera/timeouts", cmd_timeouts, "Timeouts in seconds. No parameters");
     rte_telemetry_register_cmd("/ephemera/config", cmd_config, "The running configuration. No parameters");
+    rte_telemetry_register_cmd("/ephemera/static_add", cmd_static_add,
+                               "Adds a static mapping (port forward). Parameters: PROTO INSIDE:PORT POOLADDR:PORT");
+    rte_telemetry_register_cmd("/ephemera/static_del", cmd_static_del,
+                               "Removes a static mapping. Parameters: PROTO POOLADDR:PORT");
+    rte_telemetry_register_cmd("/ephemera/static_list", cmd_static_list, "Static mappings. No parameters");
 }
 
 } // namespace ephemera

@@ -24,4 +24,9 @@ void register_control_api(const GatewayConfig& config, GatewayShared& shared,
 // "in_use"}], the shape prometheus_text() takes. Needs register_control_api().
 nlohmann::json port_use();
 
+// ARP requests, on the inside, for the hosts of static mappings whose MAC no
+// ARP has told us yet. The control plane calls it every second.
+void resolve_static_neighbors();
+void resolve_static_neighbors_locked(); // the caller holds the static-mapping lock
+
 } // namespace ephemera

@@ -164,6 +164,28 @@ std::pair<uint32_t, uint16_t> parse_endpoint(const std::string& text)
     return {addr, uint16_t(std::stoul(p))};
 }
 
+// `who` answers: the inside endpoint (a block's holder has no port: all its
+// flows share the block), and the block that held the port, if it was one.
+std::string who_inside(const ephemera::WhoMatch& m)
+{
+    const std::string addr = ephemera::format_ipv4(m.inside_addr);
+    return m.is_block ? addr : addr + ":" + std::to_string(m.inside_port);
+}
+
+std::string who_block(const ephemera::WhoMatch& m, uint32_t pool_addr)
+{
+    return ephemera::format_ipv4(pool_addr) + ":" + std::to_string(m.block_first) + "-" + std::to_string(m.block_last);
+}
+
+std::string who_line(const ephemera::WhoMatch& m, uint32_t pool_addr)
+{
+    std::string line = m.protocol + " " + who_inside(m);
+    if (m.is_block) line += "  block " + who_block(m, pool_addr);
+    line += "  from " + (m.from_ms ? format_ms(m.from_ms) : std::string("(before the log begins)"));
+    line += "  to " + (m.to_ms ? format_ms(m.to_ms) : std::string("(still held at the end of the log)"));
+    return line;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -206,6 +228,18 @@ int main(int argc, char** argv)
     who->add_option("--log", log_path, "the mapping log file")->required()->check(CLI::ExistingFile);
     who->add_option("--proto", proto, "tcp, udp, icmp or sctp")->check(CLI::IsMember({"tcp", "udp", "icmp", "sctp"}));
 
+    std::string static_proto, static_inside, static_external;
+    auto* statics = app.add_subcommand("static", "static mappings (port forwards): add, del, list");
+    statics->require_subcommand(1);
+    auto* static_add = statics->add_subcommand("add", "forward POOLADDR:PORT to INSIDE:PORT (port outside the dynamic range)");
+    static_add->add_option("proto", static_proto, "tcp, udp or sctp")->required()->check(CLI::IsMember({"tcp", "udp", "sctp"}));
+    static_add->add_option("inside", static_inside, "INSIDE:PORT, a host on the inside subnet")->required();
+    static_add->add_option("external", static_external, "POOLADDR:PORT")->required();
+    auto* static_del = statics->add_subcommand("del", "remove the static mapping of POOLADDR:PORT");
+    static_del->add_option("proto", static_proto, "tcp, udp or sctp")->required()->check(CLI::IsMember({"tcp", "udp", "sctp"}));
+    static_del->add_option("external", static_external, "POOLADDR:PORT")->required();
+    auto* static_list = statics->add_subcommand("list", "the static mappings, with the inside host's MAC once ARP found it");
+
     CLI11_PARSE(app, argc, argv);
 
     try {
@@ -224,17 +258,17 @@ int main(int argc, char** argv)
             if (as_json) {
                 json out = json::array();
                 for (const auto& m : matches)
-                    out.push_back({{"inside", ephemera::format_ipv4(m.inside_addr) + ":" + std::to_string(m.inside_port)},
-                                   {"protocol", m.protocol}, {"from_ms", m.from_ms}, {"to_ms", m.to_ms}});
+                    out.push_back({{"inside", who_inside(m)},
+                                   {"protocol", m.protocol},
+                                   {"block", m.is_block ? json(who_block(m, addr)) : json(nullptr)},
+                                   {"from_ms", m.from_ms},
+                                   {"to_ms", m.to_ms}});
                 std::cout << out.dump(2) << "\n";
             } else if (matches.empty()) {
                 std::printf("nobody held %s at %s according to %s\n", endpoint.c_str(), format_ms(parse_time_ms(at)).c_str(),
                             log_path.c_str());
             } else {
-                for (const auto& m : matches)
-                    std::printf("%s %s:%u  from %s  to %s\n", m.protocol.c_str(), ephemera::format_ipv4(m.inside_addr).c_str(),
-                                m.inside_port, format_ms(m.from_ms).c_str(),
-                                m.to_ms ? format_ms(m.to_ms).c_str() : "(still held at the end of the log)");
+                for (const auto& m : matches) std::printf("%s\n", who_line(m, addr).c_str());
             }
             return matches.empty() ? 1 : 0;
         }
@@ -252,6 +286,15 @@ int main(int argc, char** argv)
         } else if (lookup->parsed()) {
             parse_endpoint(endpoint);
             answer = telemetry(sock, "/ephemera/lookup," + endpoint + (proto.empty() ? "" : "/" + proto));
+        } else if (static_add->parsed()) {
+            parse_endpoint(static_inside);
+            parse_endpoint(static_external);
+            answer = telemetry(sock, "/ephemera/static_add," + static_proto + " " + static_inside + " " + static_external);
+        } else if (static_del->parsed()) {
+            parse_endpoint(static_external);
+            answer = telemetry(sock, "/ephemera/static_del," + static_proto + " " + static_external);
+        } else if (static_list->parsed()) {
+            answer = telemetry(sock, "/ephemera/static_list");
         } else if (timeouts->parsed()) answer = telemetry(sock, "/ephemera/timeouts");
         else if (config->parsed()) answer = telemetry(sock, "/ephemera/config");
 
@@ -266,6 +309,12 @@ int main(int argc, char** argv)
                 std::printf("%-*s  %s\n", int(w), it.key().c_str(), cell(*it).c_str());
         } else if (ports->parsed()) {
             print_table(answer, {"pool", "protocol", "worker", "free", "quarantined", "in_use"});
+        } else if (static_add->parsed()) {
+            std::printf("added %s (worker %s)\n", cell(answer["added"]).c_str(), cell(answer["worker"]).c_str());
+        } else if (static_del->parsed()) {
+            std::printf("deleted %s\n", cell(answer["deleted"]).c_str());
+        } else if (static_list->parsed()) {
+            print_table(answer, {"protocol", "external", "inside", "inside_mac", "worker"});
         } else if (sessions->parsed()) {
             print_table(answer, {"protocol", "inside", "external", "remote", "state", "expires_in", "worker"});
             std::printf("(%s of %s matching sessions)\n", cell(answer["shown"]).c_str(), cell(answer["matched"]).c_str());

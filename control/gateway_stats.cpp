@@ -4,6 +4,21 @@
 
 namespace ephemera {
 
+namespace {
+
+nlohmann::json log_counters(const std::vector<std::unique_ptr<Worker>>& workers)
+{
+    if (workers.empty()) return nlohmann::json::object();
+    const GatewayShared::LogCounters& c = workers.front()->shared().log;
+    return {{"events", c.events.load(std::memory_order_relaxed)},
+            {"ipfix_messages", c.ipfix_messages.load(std::memory_order_relaxed)},
+            {"errors",
+             {{"ipfix", c.ipfix_errors.load(std::memory_order_relaxed)},
+              {"file", c.file_errors.load(std::memory_order_relaxed)}}}};
+}
+
+} // namespace
+
 nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers)
 {
     WorkerStats nat;
@@ -78,6 +93,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"mappings_expired", gw.mappings_expired},
         {"parity_fallbacks", nat.parity_fallbacks},
         {"events_lost", nat.events_lost},
+        {"log", log_counters(workers)},
         {"workers", workers.size()},
     };
 }

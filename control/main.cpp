@@ -78,6 +78,14 @@ void drain_ring(rte_ring* r)
 }
 
 // Moves up to `budget` events per worker ring into the log (main thread only).
+void publish_log_counters(const MappingLog& log, GatewayShared::LogCounters& out)
+{
+    out.events.store(log.events(), std::memory_order_relaxed);
+    out.ipfix_messages.store(log.ipfix_messages(), std::memory_order_relaxed);
+    out.ipfix_errors.store(log.ipfix_errors(), std::memory_order_relaxed);
+    out.file_errors.store(log.file_errors(), std::memory_order_relaxed);
+}
+
 void drain_events(const std::vector<rte_ring*>& rings, MappingLog& log, unsigned budget)
 {
     MappingEvent buf[256];
@@ -167,7 +175,14 @@ int main(int argc, char** argv)
             next_hop.set(mac, rte_rdtsc());
         }
 
+        std::unique_ptr<StaticTable> statics;
+        try {
+            statics = std::make_unique<StaticTable>(config.nat.max_static_mappings, workers, int(rte_socket_id()));
+        } catch (const std::exception& e) {
+            die(e.what());
+        }
         GatewayShared shared;
+        shared.statics = statics.get();
         shared.config = &config;
         shared.layout = &layout;
         shared.pool = &nat_pool;
@@ -216,6 +231,8 @@ int main(int argc, char** argv)
             die(e.what());
         }
         shared.control = rte_ring_create("eph_control", 64, int(rte_socket_id()), RING_F_SC_DEQ);
+        shared.control_inside = rte_ring_create("eph_control_in", 64, int(rte_socket_id()), RING_F_SC_DEQ);
+        if (shared.control_inside == nullptr) die("cannot create the inside control ring");
         if (shared.control == nullptr) die(std::string("cannot create the control ring: ") + rte_strerror(rte_errno));
 
         std::vector<std::unique_ptr<Worker>> pool_of_workers;
@@ -283,11 +300,13 @@ int main(int argc, char** argv)
             }
             for (auto& scanner : scanners) scanner.scan(clock.now(), scan_budget);
             if (now - last_stats > hz) {
+                resolve_static_neighbors(); // ARP for port-forward hosts not heard from yet
                 write_stats(stats_path, gateway_stats(pool_of_workers));
                 last_stats = now;
             }
             drain_events(shared.events, *mapping_log, config.log.ring);
             mapping_log->flush();
+            publish_log_counters(*mapping_log, shared.log);
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
 
@@ -295,6 +314,8 @@ int main(int argc, char** argv)
         shared.stop.store(true);
         rte_eal_mp_wait_lcore();
         drain_events(shared.events, *mapping_log, UINT_MAX);
+        mapping_log->flush();
+        publish_log_counters(*mapping_log, shared.log);
         mapping_log.reset(); // writes the "stop" line
         for (rte_ring* r : shared.events) rte_ring_free(r);
         const nlohmann::json final_stats = gateway_stats(pool_of_workers);
@@ -306,6 +327,7 @@ int main(int argc, char** argv)
             for (rte_ring* r : shared.handoff[d])
                 if (r) drain_ring(r);
         drain_ring(shared.control);
+        drain_ring(shared.control_inside);
         for (rte_ring* r : shared.expiry) rte_ring_free(r);
         // Queries posted after the workers stopped: answer "nothing" and free.
         for (rte_ring* r : shared.queries) {

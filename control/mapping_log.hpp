@@ -19,15 +19,39 @@
 //   field 6  external=ADDR:PORT the pool address and port it was given
 //   field 7  worker=N           the worker that owns the mapping
 //
+// Port-block mode (RFC 7422-style bulk allocation) logs one line per block
+// instead of one per mapping: a subscriber got, or gave back, the block of
+// consecutive ports FIRST-LAST on a pool address, the same numbers in every
+// protocol. The mappings made inside a block are not logged.
+//
+//   2025-11-21T16:30:00.123Z 1763742600123 block-alloc all inside=100.64.0.2 external=198.51.100.3:50000-50063 worker=0
+//   2025-11-21T17:10:04.500Z 1763745004500 block-free all inside=100.64.0.2 external=198.51.100.3:50000-50063 worker=0
+//
+//   field 3  "block-alloc" (the subscriber holds every port of the block
+//            from now) or "block-free" (it gave the block back; its ports
+//            then sit in quarantine)
+//   field 4  "all": the block holds its ports in every protocol
+//   field 5  inside=ADDR                the subscriber (no port: all of its
+//            flows share the block, whatever their inside ports)
+//   field 6  external=ADDR:FIRST-LAST   the pool address and the block's
+//            first and last port, both included (FIRST <= LAST)
+//   field 7  worker=N                   the worker that reported it
+//
+// Fields 5 and 6 are where a mapping line has them, and a block line is told
+// from a mapping line by field 3 alone (no "-" in a mapping's port).
+//
 // No destination address or port is ever written (RFC 6888 REQ-12: the
 // events do not carry one). Two more kinds of line mark the daemon's life,
-// so that a reader can close mappings a restart ended without a delete:
+// so that a reader can close mappings and blocks a restart ended without a
+// delete or block-free:
 //
 //   2025-11-21T16:29:58.001Z 1763742598001 start pid=4242
 //   2025-11-21T17:00:00.250Z 1763744400250 stop pid=4242
 //
-// Scripts: `awk '$3=="create" || $3=="delete"'`; the who-held query is
-// who_held() in mapping_log_reader.hpp. Syslog gets the same line without
+// Scripts: `awk '$3=="create" || $3=="delete"'`, `awk '$3 ~ /^block-/'`;
+// the who-held query, over mappings and blocks, is who_held() in
+// mapping_log_reader.hpp. IPFIX sends blocks with their own template (257,
+// RFC 8158 natEvent 16/17; control/ipfix.hpp). Syslog gets the same line without
 // field 1 (syslog stamps its own time), as ident "ephemera", LOG_DAEMON,
 // LOG_INFO. The file is appended to and flushed by flush() (about ten times
 // a second); reopen() (e.g. on SIGHUP, after logrotate) opens the path anew.

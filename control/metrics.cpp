@@ -9,6 +9,7 @@
 #include <ctime>
 #include <map>
 #include <stdexcept>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -70,6 +71,12 @@ const std::vector<Family>& families()
          "Ports allocated with the other parity because none of the wanted parity was free."},
         {"ephemera_mapping_events_lost_total", "counter", "events_lost", {"worker"},
          "Mapping log events dropped because the log ring was full."},
+        {"ephemera_mapping_log_events_total", "counter", "log.events", {},
+         "Mapping events taken off the workers' rings by the mapping log."},
+        {"ephemera_ipfix_messages_total", "counter", "log.ipfix_messages", {}, "IPFIX messages sent to the collector."},
+        {"ephemera_mapping_log_errors_total", "counter", "log.errors", {"sink"},
+         "Mapping log output that failed: IPFIX messages the kernel refused (collector unreachable), "
+         "failed writes to the log file (disk full)."},
         {"ephemera_handoff_total", "counter", "handoff", {"direction"},
          "Packets handed off to the worker owning their flow, by direction."},
         {"ephemera_handoff_full_drops_total", "counter", "handoff_full", {"direction"},
@@ -190,6 +197,21 @@ void append_family(std::string& out, const char* name, const char* type, const c
     out += samples;
 }
 
+// stats["a"]["b"] for the key "a.b"; null where a step is missing.
+const nlohmann::json* at_path(const nlohmann::json& stats, std::string_view key)
+{
+    const nlohmann::json* v = &stats;
+    while (v->is_object()) {
+        const size_t dot = key.find('.');
+        const auto it = v->find(std::string(key.substr(0, dot)));
+        if (it == v->end()) return nullptr;
+        v = &*it;
+        if (dot == std::string_view::npos) return v;
+        key.remove_prefix(dot + 1);
+    }
+    return nullptr;
+}
+
 // A label value from a JSON string or integer; false for anything else.
 bool label_text(const nlohmann::json& v, std::string& out)
 {
@@ -251,11 +273,11 @@ std::string prometheus_text(const nlohmann::json& stats, const nlohmann::json& p
     out.reserve(8192);
     if (stats.is_object()) {
         for (const Family& f : families()) {
-            const auto it = stats.find(f.key);
-            if (it == stats.end()) continue;
+            const nlohmann::json* v = at_path(stats, f.key);
+            if (v == nullptr) continue;
             std::string samples;
             Labels labels;
-            collect(f, *it, labels, samples);
+            collect(f, *v, labels, samples);
             append_family(out, f.name, f.type, f.help, samples);
         }
     }

@@ -31,6 +31,7 @@ const char* to_string(Drop reason)
     case Drop::Unsupported: return "unsupported";
     case Drop::WrongWorker: return "wrong_worker";
     case Drop::SubscriberLimit: return "subscriber_limit";
+    case Drop::NoNeighbor: return "no_neighbor";
     case Drop::Count: break;
     }
     return "?";

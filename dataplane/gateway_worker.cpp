@@ -5,7 +5,9 @@
 
 #include <rte_cycles.h>
 #include <rte_malloc.h>
+#include <rte_arp.h>
 #include <rte_prefetch.h>
+#include <rte_rcu_qsbr.h>
 
 #include "ephemera/expiry.hpp"
 #include "steering.hpp"
@@ -38,11 +40,26 @@ Worker::Worker(GatewayShared& shared, unsigned id)
         pending_[p].resize(shared.workers);
     }
     nat_.set_inside_l2(shared.mac[kInside]);
+    nat_.set_statics(shared.statics);
 }
 
 Worker::~Worker()
 {
     for (auto* b : tx_) rte_free(b);
+}
+
+// ARP from an inside host tells us its MAC: static mappings need it before
+// their host has sent anything through us.
+void Worker::learn_inside_neighbor(const rte_mbuf* m)
+{
+    if (shared_.statics == nullptr || shared_.statics->size() == 0 ||
+        m->data_len < sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr))
+        return;
+    const auto* arp = rte_pktmbuf_mtod_offset(m, const rte_arp_hdr*, sizeof(rte_ether_hdr));
+    if (arp->arp_hardware != rte_cpu_to_be_16(RTE_ARP_HRD_ETHER) ||
+        arp->arp_protocol != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) || arp->arp_hlen != 6 || arp->arp_plen != 4)
+        return;
+    shared_.statics->learn(arp->arp_data.arp_sip, arp->arp_data.arp_sha);
 }
 
 void Worker::send(Port port, rte_mbuf* m)
@@ -180,8 +197,18 @@ void Worker::steer_inbound(rte_mbuf** pkts, uint16_t n, Tick now)
         const uint16_t l3 = steer::ipv4_offset(m);
         unsigned owner = id_;
         if (l3) {
-            const int port = steer::external_port_of(rte_pktmbuf_mtod(m, const uint8_t*), l3, m->data_len);
-            if (port >= 0 && shared_.layout->in_range(uint16_t(port))) owner = shared_.layout->owner_of(uint16_t(port));
+            const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
+            const int port = steer::external_port_of(data, l3, m->data_len);
+            if (port >= 0 && shared_.layout->in_range(uint16_t(port))) {
+                owner = shared_.layout->owner_of(uint16_t(port));
+            } else if (port >= 0 && shared_.statics != nullptr) { // a port forward, maybe
+                const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(data + l3);
+                L4 l4;
+                if (l4_from_ip_proto(ip->next_proto_id, l4) && l4 != L4::Icmp) {
+                    const int32_t s = shared_.statics->find(ip->dst_addr, uint16_t(port), l4);
+                    if (s >= 0) owner = shared_.statics->slot(uint32_t(s)).worker;
+                }
+            }
         }
         if (owner == id_) mine[k++] = m;
         else hand_off(Dir::In, owner, m);
@@ -203,6 +230,7 @@ void Worker::poll_inside(Tick now, uint64_t tsc)
         rte_mbuf* m = pkts[i];
         const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
         if (m->data_len >= sizeof(*eth) && eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
+            learn_inside_neighbor(m);
             if (router::arp_input(m, shared_.addr[kInside], nullptr, shared_.mac[kInside], nullptr, tsc)) {
                 ++counters_.arp_replies;
                 send(kInside, m);
@@ -272,6 +300,11 @@ void Worker::drain_handoff(Tick now)
                                       kBurst, nullptr);
         if (n) inbound(pkts, uint16_t(n), now);
     }
+    if (id_ == 0 && shared_.control_inside != nullptr) {
+        const unsigned n =
+            rte_ring_sc_dequeue_burst(shared_.control_inside, reinterpret_cast<void**>(pkts), kBurst, nullptr);
+        for (unsigned i = 0; i < n; ++i) send(kInside, pkts[i]);
+    }
     if (id_ == 0 && shared_.control != nullptr) {
         const unsigned n = rte_ring_sc_dequeue_burst(shared_.control, reinterpret_cast<void**>(pkts), kBurst, nullptr);
         for (unsigned i = 0; i < n; ++i) {
@@ -298,7 +331,15 @@ void Worker::run()
 {
     const TscClock& clock = *shared_.clock;
     nat_.set_event_ring(shared_.events.empty() ? nullptr : shared_.events[id_]);
+    // A reader of the static mapping table: reports a quiescent state once per
+    // loop, when it holds nothing it looked up, so removals can complete.
+    rte_rcu_qsbr* qsbr = shared_.statics ? shared_.statics->qsbr() : nullptr;
+    if (qsbr) {
+        rte_rcu_qsbr_thread_register(qsbr, id_);
+        rte_rcu_qsbr_thread_online(qsbr, id_);
+    }
     while (!shared_.stop.load(std::memory_order_relaxed)) {
+        if (qsbr) rte_rcu_qsbr_quiescent(qsbr, id_);
         const uint64_t tsc = rte_rdtsc();
         const Tick now = clock.now();
         sync_next_hop();
@@ -312,6 +353,10 @@ void Worker::run()
         counters_.mappings_expired += drain_expiry_commands(nat_, shared_.expiry[id_], 64, now);
         answer_queries(now, false);
         nat_.set_event_time(shared_.unix_ms_at(tsc));
+    }
+    if (qsbr) {
+        rte_rcu_qsbr_thread_offline(qsbr, id_);
+        rte_rcu_qsbr_thread_unregister(qsbr, id_);
     }
     answer_queries(clock.now(), true); // nobody is left waiting on a stopped worker
     for (unsigned p = 0; p < 2; ++p) rte_eth_tx_buffer_flush(shared_.port[p], uint16_t(id_), tx_[p]);

@@ -13,6 +13,7 @@
 #include <rte_ring.h>
 
 #include "ephemera/gateway_config.hpp"
+#include "ephemera/static_table.hpp"
 #include "ephemera/translator.hpp"
 #include "neighbor.hpp"
 #include "router.hpp"
@@ -54,6 +55,8 @@ struct GatewayShared {
     // handoff[dir][from * workers + to]: single producer, single consumer.
     std::vector<rte_ring*> handoff[2];
     rte_ring* control = nullptr;      // main lcore -> worker 0: frames to send outside
+    rte_ring* control_inside = nullptr; // control plane -> worker 0: frames to send inside (ARP)
+    StaticTable* statics = nullptr;   // static mappings; workers read it, learn MACs into it
     std::vector<rte_ring*> expiry;    // main lcore -> worker w: expired mapping indices
     std::vector<rte_ring*> queries;   // control -> worker w: Query* (ephemeractl)
     const TscClock* clock = nullptr;  // one clock for all, so the control plane's "now" is theirs
@@ -65,6 +68,11 @@ struct GatewayShared {
         return start_unix_ms + d / tsc_hz * 1000 + d % tsc_hz * 1000 / tsc_hz;
     }
     std::atomic<bool> stop{false};
+    // The mapping log's counters, copied by the main lcore after each flush
+    // so that the telemetry and metrics threads can read them.
+    struct LogCounters {
+        std::atomic<uint64_t> events{0}, ipfix_messages{0}, ipfix_errors{0}, file_errors{0};
+    } log;
 };
 
 class Worker {
@@ -79,6 +87,7 @@ public:
     unsigned id() const { return id_; }
     const Translator& translator() const { return nat_; }
     const GatewayCounters& counters() const { return counters_; }
+    const GatewayShared& shared() const { return shared_; }
 
 private:
     enum Port : unsigned { kInside = 0, kOutside = 1 };
@@ -93,6 +102,7 @@ private:
     void hand_off(Dir dir, unsigned owner, rte_mbuf* m);
     void flush_handoffs();
     void send(Port port, rte_mbuf* m);
+    void learn_inside_neighbor(const rte_mbuf* m);
     void sync_next_hop();
     void answer_queries(Tick now, bool stopping);
 

@@ -49,7 +49,11 @@ void PortFifo::release(uint16_t port, Tick now)
 
 void PortFifo::promote(Tick now, Tick quarantine)
 {
-    while (qhead_ != tail_ && now - released_at_[index(qhead_)] >= quarantine) ++qhead_;
+    // Released somewhere inside second released_at: waiting one second more
+    // than the quarantine makes the wait at least the whole quarantine (RFC
+    // 6888 REQ-8); a quarantine of 0 is none at all.
+    const Tick wait = quarantine == 0 ? 0 : quarantine + 1;
+    while (qhead_ != tail_ && now - released_at_[index(qhead_)] >= wait) ++qhead_;
 }
 
 PortPartition::PortPartition(uint16_t first, uint32_t size, bool parity, bool shuffle, uint64_t seed)

@@ -99,6 +99,8 @@ int32_t SessionTable::add_mapping(const MappingKey& key)
     m.extra_head = kNone;
     m.created = 0;
     m.first = SessionState{};
+    m.block = 0;
+    m.is_static = 0;
     publish_expires(m, 0);
     publish_live(m, 1);
     ++mapping_count_;

@@ -33,6 +33,11 @@ Translator::Translator(const NatConfig& config, const PortLayout& layout, unsign
                           " workers configured");
     if (max_ports_per_subscriber_ != 0)
         subscribers_ = std::make_unique<SubscriberTable>(config.max_subscribers, worker, socket);
+    if (config.port_block_size != 0)
+        blocks_ = std::make_unique<PortBlocks>(
+            PortBlocks::Shape{unsigned(pool_.size()), layout.first_of(worker), layout.size_of(worker),
+                              config.port_block_size, config.max_blocks_per_subscriber, config.max_subscribers},
+            worker, socket);
     parts_.reserve(kL4Count * pool_.size());
     for (unsigned l4 = 0; l4 < kL4Count; ++l4)
         for (unsigned p = 0; p < pool_.size(); ++p)
@@ -51,10 +56,69 @@ void Translator::set_inside_l2(const rte_ether_addr& src) { in_src_ = src; }
 
 void Translator::emit(MappingEventType type, const Mapping& map)
 {
-    if (events_ == nullptr) return;
+    // Port-block mode logs blocks, not mappings: one event per block; a
+    // static mapping is logged either way (its port is in no block).
+    if (events_ == nullptr || (blocks_ && !map.is_static)) return;
     MappingEvent e{event_ms_, map.in_addr, map.ext_addr, map.in_port, map.ext_port, map.l4, uint8_t(type),
                          uint16_t(worker_)};
     if (rte_ring_sp_enqueue_elem(events_, &e, sizeof e) != 0) ++stats_.events_lost;
+}
+
+void Translator::emit_block(MappingEventType type, uint32_t block, uint32_t subscriber)
+{
+    if (events_ == nullptr) return;
+    MappingEvent e{event_ms_,
+                   subscriber,
+                   pool_.addr(blocks_->pool_of(block)),
+                   rte_cpu_to_be_16(blocks_->last_port(block)),
+                   rte_cpu_to_be_16(blocks_->first_port(block)),
+                   0,
+                   uint8_t(type),
+                   uint16_t(worker_)};
+    if (rte_ring_sp_enqueue_elem(events_, &e, sizeof e) != 0) ++stats_.events_lost;
+}
+
+bool Translator::allocate_port(const Parsed& p, unsigned pool_index, Tick now, uint16_t& port, uint32_t& block,
+                               Drop& why)
+{
+    if (blocks_ == nullptr) {
+        bool fallback = false;
+        if (!partition(pool_index, p.space).allocate(now, timeouts_.quarantine, rte_be_to_cpu_16(p.sport), port,
+                                                     fallback)) {
+            why = Drop::PortsExhausted;
+            return false;
+        }
+        stats_.parity_fallbacks += fallback;
+        return true;
+    }
+    switch (blocks_->allocate(p.src, pool_index, p.space, now, timeouts_.quarantine, port, block)) {
+    case PortBlocks::Result::Ok: return true;
+    case PortBlocks::Result::NewBlock: emit_block(MappingEventType::BlockAlloc, block, p.src); return true;
+    case PortBlocks::Result::SubscriberFull: why = Drop::SubscriberLimit; return false; // RFC 6888 REQ-4
+    case PortBlocks::Result::Exhausted: why = Drop::PortsExhausted; return false;
+    case PortBlocks::Result::TableFull: why = Drop::TableFull; return false;
+    }
+    return false;
+}
+
+// A port that never carried traffic goes back at once (no quarantine).
+void Translator::release_port(uint32_t subscriber, unsigned pool_index, L4 l4, uint16_t port, uint32_t block, Tick now)
+{
+    if (blocks_ == nullptr) {
+        partition(pool_index, l4).release(port, now - timeouts_.quarantine - 1);
+        return;
+    }
+    // Its block may empty: then it is quarantined like any released block,
+    // since its allocation was already logged.
+    if (blocks_->release(block, l4, port, now)) emit_block(MappingEventType::BlockFree, block, subscriber);
+}
+
+PortBlocks::Use Translator::port_use(unsigned pool_index, L4 l4, Tick now)
+{
+    if (blocks_) return blocks_->use(pool_index, l4, now, timeouts_.quarantine);
+    PortPartition& part = partition(pool_index, l4);
+    part.promote(now, timeouts_.quarantine);
+    return {part.free_count(), part.quarantined_count(), part.in_use_count()};
 }
 
 void Translator::drop(rte_mbuf* m, Dir dir, Drop reason)
@@ -122,20 +186,17 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
     const unsigned pool_index = pool_.paired_index(p.src);
     PortPartition& part = partition(pool_index, p.space);
     uint16_t port = 0;
-    bool fallback = false;
-    if (!part.allocate(now, timeouts_.quarantine, rte_be_to_cpu_16(p.sport), port, fallback)) {
-        why = Drop::PortsExhausted;
-        return -1;
-    }
+    uint32_t block = 0;
+    if (!allocate_port(p, pool_index, now, port, block, why)) return -1;
     const int32_t index = table_.add_mapping(key);
     if (index >= 0 && subscribers_ && !subscribers_->acquire(p.src)) {
         table_.remove_mapping(uint32_t(index));
-        part.release(port, now - timeouts_.quarantine);
+        release_port(p.src, pool_index, p.space, port, block, now);
         why = Drop::TableFull; // more subscribers than max_subscribers
         return -1;
     }
     if (index < 0) {
-        part.release(port, now - timeouts_.quarantine); // never used: free at once
+        release_port(p.src, pool_index, p.space, port, block, now);
         why = Drop::TableFull;
         return -1;
     }
@@ -148,11 +209,11 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
     map.l4_delta = csum::add(map.ip_delta, map.port_delta);
     std::memcpy(map.inside_mac, rte_pktmbuf_mtod(m, const rte_ether_hdr*)->src_addr.addr_bytes, RTE_ETHER_ADDR_LEN);
     map.created = now;
+    map.block = block;
     publish_expires(map, now);
     part.mapping_of(port) = uint32_t(index);
     stats_.mappings_created += 1;
     emit(MappingEventType::Create, map);
-    stats_.parity_fallbacks += fallback;
     return index;
 }
 
@@ -175,7 +236,11 @@ SessionState* Translator::new_session(uint32_t index, uint32_t remote_addr, uint
 void Translator::refresh(Mapping& map, uint32_t index, SessionState& s, Tick now)
 {
     const Tick before = s.expires;
-    s.expires = now + session_timeout(map.l4, s.tcp);
+    // Ticks are whole seconds and this packet came somewhere inside second `now`:
+    // one more second makes every session live at least its full timeout
+    // (RFC 4787 REQ-5's two minutes are a minimum), at most a second more.
+    s.expires = now + session_timeout(map.l4, s.tcp) + 1;
+    if (map.is_static) return; // the mapping outlives all its sessions
     if (map.extra_count == 0 || s.expires >= map.expires) {
         publish_expires(map, s.expires); // with no extra sessions, s is the only one
     } else if (before == map.expires) {
@@ -210,7 +275,7 @@ bool Translator::inbound_session(uint32_t index, const Parsed& p, Tick now, Drop
     SessionState* s = table_.find_session(index, p.src, rport);
     if (s == nullptr || now >= s->expires) {
         // Not a live session: the filtering mode decides (RFC 4787 REQ-8).
-        const bool admit = filtering_ == FilteringMode::EndpointIndependent ||
+        const bool admit = map.is_static || filtering_ == FilteringMode::EndpointIndependent ||
                            (filtering_ == FilteringMode::AddressDependent && table_.has_remote_addr(index, p.src, now));
         if (!admit) {
             why = Drop::Filtered;
@@ -382,6 +447,8 @@ uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
     Drop why[kBurst];
     bool ok[kBurst];
     const uint32_t* slot[kBurst];
+    uint32_t static_index[kBurst]; // slot[] points here for static mappings
+    int32_t static_slot[kBurst];
 
     stats_.rx[unsigned(Dir::In)] += n;
     for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
@@ -389,12 +456,24 @@ uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
     // Stage 1: parse and find the partition slot of (pool address, port).
     for (uint16_t i = 0; i < n; ++i) {
         slot[i] = nullptr;
+        static_slot[i] = -1;
         ok[i] = parse::frame(pkts[i], parsed[i], why[i]);
         if (!ok[i] || parsed[i].icmp_error) continue;
         const Parsed& p = parsed[i];
         const int pool_index = pool_.index_of(p.dst);
         const uint16_t port = rte_be_to_cpu_16(p.dport);
-        if (pool_index < 0 || !layout_.in_range(port)) {
+        if (pool_index >= 0 && !layout_.in_range(port) && statics_ != nullptr &&
+            (static_slot[i] = statics_->find(p.dst, port, p.space)) >= 0) {
+            // A port forward: outside the dynamic range, found in the table.
+            const StaticSlot& s = statics_->slot(uint32_t(static_slot[i]));
+            if (s.worker != worker_) {
+                ok[i] = false;
+                why[i] = Drop::WrongWorker;
+            } else {
+                static_index[i] = s.mapping;
+                slot[i] = &static_index[i];
+            }
+        } else if (pool_index < 0 || !layout_.in_range(port)) {
             ok[i] = false;
             why[i] = Drop::NoMapping;
         } else if (layout_.owner_of(port) != worker_) {
@@ -434,6 +513,10 @@ uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
             drop(m, Dir::In, Drop::NoMapping);
             continue;
         }
+        if (static_slot[i] >= 0 && !static_neighbor(table_.mapping(index[i]), uint32_t(static_slot[i]))) {
+            drop(m, Dir::In, Drop::NoNeighbor);
+            continue;
+        }
         if (!inbound_session(index[i], p, now, reason)) {
             drop(m, Dir::In, reason);
             continue;
@@ -454,8 +537,16 @@ void Translator::release_mapping(uint32_t index, Tick now)
     if (!map.live) return;
     stats_.sessions_released += table_.session_count(index);
     emit(MappingEventType::Delete, map);
+    if (map.is_static) { // no port of the range, no subscriber count
+        table_.remove_mapping(index);
+        stats_.mappings_released += 1;
+        return;
+    }
     if (subscribers_) subscribers_->release(map.in_addr);
-    partition(map.pool, L4(map.l4)).release(rte_be_to_cpu_16(map.ext_port), now);
+    const uint16_t port = rte_be_to_cpu_16(map.ext_port);
+    partition(map.pool, L4(map.l4)).mapping_of(port) = kNoMapping;
+    if (!blocks_) partition(map.pool, L4(map.l4)).release(port, now);
+    else if (blocks_->release(map.block, L4(map.l4), port, now)) emit_block(MappingEventType::BlockFree, map.block, map.in_addr);
     table_.remove_mapping(index);
     stats_.mappings_released += 1;
 }
@@ -463,6 +554,7 @@ void Translator::release_mapping(uint32_t index, Tick now)
 bool Translator::mapping_expired(uint32_t index, Tick now) const
 {
     if (index >= table_.capacity() || !table_.mapping(index).live) return true;
+    if (table_.mapping(index).is_static) return false;
     bool alive = false;
     table_.for_each_session(index, [&](const SessionState& s) { alive |= now < s.expires; });
     return !alive;
@@ -475,7 +567,7 @@ uint32_t Translator::expire_mapping(uint32_t index, Tick now)
     // A live mapping may still hold sessions that ended: sweep those too.
     if (!map.live || (now < map.expires && map.extra_count == 0)) return 0;
     stats_.sessions_released += table_.expire_sessions(index, now);
-    if (table_.session_count(index) != 0) return 0;
+    if (table_.session_count(index) != 0 || map.is_static) return 0;
     release_mapping(index, now);
     return 1;
 }
@@ -491,8 +583,55 @@ uint32_t Translator::expire(Tick now, uint32_t budget)
     return released;
 }
 
+// A static mapping learns its inside host's MAC from ARP (the host may never
+// have sent anything); until then its inbound traffic cannot be delivered.
+bool Translator::static_neighbor(Mapping& map, uint32_t slot)
+{
+    const uint64_t mac = statics_->slot(slot).mac.load(std::memory_order_relaxed);
+    if (mac == 0) return false;
+    const rte_ether_addr a = StaticTable::unpack(mac);
+    std::memcpy(map.inside_mac, a.addr_bytes, RTE_ETHER_ADDR_LEN);
+    return true;
+}
+
+Translator::StaticResult Translator::add_static(const StaticSlot& s, Tick now, uint32_t& index)
+{
+    const int pool_index = pool_.index_of(s.pool_addr);
+    if (pool_index < 0) return StaticResult::NotInPool;
+    const MappingKey key{s.in_addr, rte_cpu_to_be_16(s.in_port), uint8_t(s.l4)};
+    if (table_.lookup(key) >= 0) return StaticResult::InsideTaken;
+    if (table_.mapping_count() >= table_.capacity()) return StaticResult::TableFull;
+    const int32_t i = table_.add_mapping(key);
+    if (i < 0) return StaticResult::TableFull;
+    Mapping& map = table_.mapping(uint32_t(i));
+    map.ext_addr = s.pool_addr;
+    map.ext_port = rte_cpu_to_be_16(s.ext_port);
+    map.pool = uint16_t(pool_index);
+    map.ip_delta = csum::delta32(map.in_addr, map.ext_addr);
+    map.port_delta = csum::delta16(map.in_port, map.ext_port);
+    map.l4_delta = csum::add(map.ip_delta, map.port_delta);
+    map.created = now;
+    map.is_static = 1;
+    publish_expires(map, UINT32_MAX);
+    stats_.mappings_created += 1;
+    emit(MappingEventType::Create, map);
+    index = uint32_t(i);
+    return StaticResult::Ok;
+}
+
+void Translator::remove_static(uint32_t index, Tick now)
+{
+    if (index < table_.capacity() && table_.mapping(index).live && table_.mapping(index).is_static)
+        release_mapping(index, now);
+}
+
 uint32_t Translator::mapping_at(uint32_t pool_addr_net, uint16_t port_host, L4 l4) const
 {
+    if (!layout_.in_range(port_host) && statics_ != nullptr) {
+        const int32_t s = statics_->find(pool_addr_net, port_host, l4);
+        return s >= 0 && statics_->slot(uint32_t(s)).worker == worker_ ? statics_->slot(uint32_t(s)).mapping
+                                                                       : kNoMapping;
+    }
     const int pool_index = pool_.index_of(pool_addr_net);
     if (pool_index < 0 || !layout_.in_range(port_host) || layout_.owner_of(port_host) != worker_) return kNoMapping;
     return partition(unsigned(pool_index), l4).mapping_of(port_host);

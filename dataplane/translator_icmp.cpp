@@ -109,11 +109,15 @@ bool Translator::inbound_icmp_error(rte_mbuf* m, const Parsed& p, Tick now, Drop
 
     const uint16_t ext_port = rte_be_to_cpu_16(quoted_port(e, 0));
     const int pool_index = pool_.index_of(e.ip->src_addr);
-    if (pool_index < 0 || !layout_.in_range(ext_port)) { why = Drop::NoMapping; return false; }
-    if (layout_.owner_of(ext_port) != worker_) { why = Drop::WrongWorker; return false; }
-    const uint32_t index = partition(unsigned(pool_index), e.space).mapping_of(ext_port);
+    if (pool_index < 0) { why = Drop::NoMapping; return false; }
+    if (layout_.in_range(ext_port) && layout_.owner_of(ext_port) != worker_) { why = Drop::WrongWorker; return false; }
+    const uint32_t index = mapping_at(e.ip->src_addr, ext_port, e.space); // static mappings too
     if (index == kNoMapping) { why = Drop::NoMapping; return false; }
     const Mapping& map = table_.mapping(index);
+    if (map.is_static && rte_is_zero_ether_addr(reinterpret_cast<const rte_ether_addr*>(map.inside_mac))) {
+        why = Drop::NoNeighbor; // its host never answered ARP nor sent anything
+        return false;
+    }
     // REQ-6: the error neither refreshes nor ends the mapping; an expired one is gone.
     if (now >= map.expires || p.dst != map.ext_addr) { why = Drop::NoMapping; return false; }
 

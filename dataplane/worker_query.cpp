@@ -31,16 +31,23 @@ bool answer_query_step(Translator& nat, Query& q, Tick now, uint32_t slice)
 {
     const SessionTable& table = nat.table();
     const uint16_t worker = uint16_t(nat.worker());
+    if (q.kind == Query::Kind::StaticAdd) {
+        q.static_result = nat.statics() ? nat.add_static(nat.statics()->slot(q.static_slot), now, q.mapping)
+                                        : Translator::StaticResult::TableFull;
+        return true;
+    }
+    if (q.kind == Query::Kind::StaticDel) {
+        nat.remove_static(q.mapping, now);
+        return true;
+    }
     if (q.kind == Query::Kind::Ports) {
         for (unsigned p = 0; p < nat.pool().size(); ++p)
             for (unsigned l4 = 0; l4 < kL4Count; ++l4) {
                 if (q.l4 != 0xff && l4 != q.l4) continue;
                 if (q.pool_addr && nat.pool().addr(p) != q.pool_addr) continue;
-                PortPartition& part = nat.partition(p, L4(l4));
-                part.promote(now, nat.quarantine());
+                const PortBlocks::Use u = nat.port_use(p, L4(l4), now);
                 if (q.ports.size() < q.ports.capacity())
-                    q.ports.push_back(PortUse{nat.pool().addr(p), uint8_t(l4), worker, part.free_count(),
-                                              part.quarantined_count(), part.in_use_count()});
+                    q.ports.push_back(PortUse{nat.pool().addr(p), uint8_t(l4), worker, u.free, u.quarantined, u.in_use});
             }
         return true;
     }

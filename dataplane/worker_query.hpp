@@ -32,7 +32,9 @@ struct PortUse {
 };
 
 struct Query {
-    enum class Kind : uint8_t { Mappings, Sessions, Ports };
+    // StaticAdd/StaticDel: the control plane has the worker create or end a
+    // static mapping (the worker stays its table's only writer).
+    enum class Kind : uint8_t { Mappings, Sessions, Ports, StaticAdd, StaticDel };
     enum State : int { Pending = 0, Done = 1, Abandoned = 2 };
 
     Kind kind = Kind::Mappings;
@@ -46,6 +48,9 @@ struct Query {
     std::vector<PortUse> ports;   // reserved by the asker for Kind::Ports
     uint64_t matched = 0;         // matches seen, beyond `limit` too
     uint32_t cursor = 0;          // worker's progress through its table
+    uint32_t static_slot = 0;     // StaticAdd: the StaticTable slot describing it
+    uint32_t mapping = 0;         // StaticAdd: the index made; StaticDel: the index to end
+    Translator::StaticResult static_result = Translator::StaticResult::Ok;
     std::atomic<int> state{Pending};
 };
 

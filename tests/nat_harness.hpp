@@ -23,6 +23,18 @@ using ephemera::Drop;
 using ephemera::L4;
 using ephemera::Tick;
 
+// Time is whole-second Ticks, and a packet seen at tick t arrived somewhere
+// inside second t. So a session refreshed at tick t with timeout T is alive
+// through tick t+T and gone at t+T+1: it lives at least T real seconds (RFC
+// 4787 REQ-5, RFC 5382 REQ-5 and RFC 5508 REQ-2 give minimums) and at most
+// one more. Tests assert both sides of that boundary.
+constexpr Tick last_alive(Tick t, Tick timeout) { return t + timeout; }
+constexpr Tick gone_at(Tick t, Tick timeout) { return t + timeout + 1; }
+// Likewise a port released at tick r with quarantine Q (RFC 6888 REQ-8) is
+// still quarantined at r+Q and free at r+Q+1; a quarantine of 0 is none.
+constexpr Tick last_quarantined(Tick r, Tick quarantine) { return r + quarantine; }
+constexpr Tick free_at(Tick r, Tick quarantine) { return quarantine == 0 ? r : r + quarantine + 1; }
+
 // Link layer of the lab, as the translator is told it.
 inline constexpr Mac kGwInsideMac{0x02, 0x00, 0x00, 0x00, 0x00, 0x01};  // set_inside_l2 src
 inline constexpr Mac kGwOutsideMac{0x02, 0x00, 0x00, 0x00, 0x01, 0x01}; // set_outside_l2 src

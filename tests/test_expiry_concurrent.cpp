@@ -118,13 +118,25 @@ TEST(ExpiryConcurrency, WorkersTranslateWhileExpiryReleasesAndReusesPorts)
     EXPECT_GT(scanner.queued(), 0u);
 
     // Everything can be expired in the end, and then every port is free again.
-    const Tick later = clock.load() + config.timeouts.udp + config.timeouts.quarantine + 1;
+    // Ticks are whole seconds: a session last refreshed at t is alive through
+    // t + udp and gone at t + udp + 1; a port released at r is quarantined
+    // through r + quarantine and free at r + quarantine + 1.
+    const Tick q = config.timeouts.quarantine;
+    const Tick later = clock.load() + config.timeouts.udp + 1; // no packet was translated after clock.load()
+    const uint32_t left = nat.table().mapping_count();
+    ASSERT_GT(left, 0u) << "the run should end with live mappings";
     for (unsigned i = 0; i < 20 && nat.table().mapping_count() > 0; ++i) {
         scanner.scan(later, nat.table().capacity());
         drain_expiry_commands(nat, commands, 1u << 20, later);
     }
     EXPECT_EQ(0u, nat.table().mapping_count());
-    EXPECT_EQ(0u, check_partitions(nat, later + config.timeouts.quarantine, config.timeouts.quarantine));
+    // Released at `later`: still quarantined at later + q (every earlier release is free by then)...
+    EXPECT_EQ(0u, check_partitions(nat, later + q, q));
+    uint32_t quarantined = 0;
+    for (unsigned p = 0; p < nat.pool().size(); ++p) quarantined += nat.partition(p, L4::Udp).quarantined_count();
+    EXPECT_EQ(left, quarantined);
+    // ...and free at later + q + 1.
+    EXPECT_EQ(0u, check_partitions(nat, later + q + 1, q));
     for (unsigned p = 0; p < nat.pool().size(); ++p)
         EXPECT_EQ(nat.partition(p, L4::Udp).size(), nat.partition(p, L4::Udp).free_count());
     rte_ring_free(commands);

@@ -114,13 +114,14 @@ TEST_F(Filtering, Rfc7857Sec7_FilteredInboundDoesNotRefresh)
         const Outcome o = nat.out(udp_packet(kSub1, 5000, kRemote1, kY1Port));
         ASSERT_TRUE(forwarded(o));
         const uint32_t idx = nat.mapping_of(kSub1, 5000, L4::Udp);
-        for (Tick t : {Tick(100), Tick(200), Tick(299)}) {
-            nat.set_time(t0 + t);
+        for (Tick t : {t0 + 100, t0 + 200, last_alive(t0, 300)}) {
+            nat.set_time(t);
             EXPECT_TRUE(dropped(nat.in(udp_packet(kRemote2, kY1Port, o.parsed().src, o.parsed().sport)),
                                 Drop::Filtered));
         }
-        EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 300)) << "a filtered packet kept the mapping alive";
-        nat.set_time(t0 + 300);
+        EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0, 300)));
+        EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0, 300))) << "a filtered packet kept the mapping alive";
+        nat.set_time(gone_at(t0, 300));
         EXPECT_TRUE(dropped(nat.in(udp_packet(kRemote1, kY1Port, o.parsed().src, o.parsed().sport)), Drop::NoMapping));
     }
 }
@@ -137,9 +138,9 @@ TEST_F(Filtering, EndpointIndependentInboundFromANewRemoteCreatesASession)
     ASSERT_TRUE(forwarded(nat.in(udp_packet(kRemote2, 9999, o.parsed().src, o.parsed().sport))));
     EXPECT_EQ(nat.tr.table().session_count(idx), 2u);
     // The new session (refreshed at t0+200) keeps the mapping beyond the first one's end.
-    EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 300));
-    EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 499));
-    EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 500));
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, gone_at(t0, 300)));
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0 + 200, 300)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0 + 200, 300)));
     nat.set_time(t0 + 450);
     EXPECT_TRUE(forwarded(nat.in(udp_packet(kRemote2, 9999, o.parsed().src, o.parsed().sport))));
 }
@@ -158,15 +159,15 @@ TEST_F(Filtering, AcceptedInboundRefreshesTheSession)
         nat.set_time(t0 + 250);
         ASSERT_TRUE(forwarded(nat.in(udp_packet(kRemote1, kY1Port, o.parsed().src, o.parsed().sport))));
         const uint32_t idx = nat.mapping_of(kSub1, 5000, L4::Udp);
-        EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 549));
-        EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 550));
+        EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0 + 250, 300)));
+        EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0 + 250, 300)));
     }
 }
 
 TEST_F(Filtering, FilteringConsultsOnlyLiveSessions)
 {
-    // X talks to Y1 at t0 and to Y2 at t0+200: at t0+300 the Y1 session is
-    // over while the mapping lives on through Y2's.
+    // X talks to Y1 at t0 and to Y2 at t0+200: the Y1 session is alive
+    // through t0+300 and over at t0+301, while the mapping lives on through Y2's.
     for (FilteringMode mode : {FilteringMode::AddressDependent, FilteringMode::AddressAndPortDependent}) {
         SCOPED_TRACE(name(mode));
         NatConfig c = small_config();
@@ -177,12 +178,16 @@ TEST_F(Filtering, FilteringConsultsOnlyLiveSessions)
         ASSERT_TRUE(forwarded(o));
         nat.set_time(t0 + 200);
         ASSERT_TRUE(forwarded(nat.out(udp_packet(kSub1, 5000, kRemote2, kY2Port))));
-        nat.set_time(t0 + 299);
+        const Tick t1 = last_alive(t0, 300); // Y1's last second
+        nat.set_time(t1);
         EXPECT_TRUE(forwarded(nat.in(udp_packet(kRemote1, kY1Port, o.parsed().src, o.parsed().sport))));
-        // That refreshed Y1 to t0+599; let it lapse while Y2 is kept alive.
+        // That refreshed Y1 through t1+300; let it lapse while Y2 is kept alive.
         nat.set_time(t0 + 450);
         ASSERT_TRUE(forwarded(nat.out(udp_packet(kSub1, 5000, kRemote2, kY2Port))));
-        nat.set_time(t0 + 599);
+        const uint32_t idx = nat.mapping_of(kSub1, 5000, L4::Udp);
+        EXPECT_TRUE(nat.tr.table().has_remote_addr(idx, net32(kRemote1), last_alive(t1, 300)));
+        EXPECT_FALSE(nat.tr.table().has_remote_addr(idx, net32(kRemote1), gone_at(t1, 300)));
+        nat.set_time(gone_at(t1, 300));
         EXPECT_TRUE(dropped(nat.in(udp_packet(kRemote1, kY1Port, o.parsed().src, o.parsed().sport)), Drop::Filtered))
             << "an expired session still admitted its remote";
         EXPECT_TRUE(forwarded(nat.in(udp_packet(kRemote2, kY2Port, o.parsed().src, o.parsed().sport))));

@@ -116,8 +116,8 @@ TEST_F(IcmpEcho, Rfc5508Req2_QueryTimeoutIsSixtySeconds)
     ASSERT_TRUE(forwarded(nat.out(echo_packet(kSub1, kRemote1, false, 9, 1))));
     const uint32_t idx = nat.mapping_of(kSub1, 9, L4::Icmp);
     ASSERT_NE(idx, kNoMapping);
-    EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 59));
-    EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 60));
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0, 60)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0, 60)));
     nat.set_time(t0 + 58); // RFC 5508 REQ-2's probe: a reply 58 s later is delivered
     EXPECT_TRUE(forwarded(nat.in(echo_packet(kRemote1, nat.cfg.pool[0], true, 50000, 1))));
 }
@@ -127,7 +127,7 @@ TEST_F(IcmpEcho, Rfc5508Req2_ReplyAfterTheQueryTimeoutIsNoMapping)
     Nat nat(small_config());
     const Tick t0 = nat.now();
     ASSERT_TRUE(forwarded(nat.out(echo_packet(kSub1, kRemote1, false, 9, 1))));
-    nat.set_time(t0 + 60);
+    nat.set_time(gone_at(t0, 60));
     EXPECT_TRUE(dropped(nat.in(echo_packet(kRemote1, nat.cfg.pool[0], true, 50000, 1)), Drop::NoMapping));
 }
 
@@ -140,7 +140,11 @@ TEST_F(IcmpEcho, EchoRequestRefreshesTheQueryMapping)
     const Outcome again = nat.out(echo_packet(kSub1, kRemote1, false, 9, 2));
     ASSERT_TRUE(forwarded(again));
     EXPECT_EQ(again.parsed().icmp_id, 50000);
-    nat.set_time(t0 + 109);
+    const uint32_t idx = nat.mapping_of(kSub1, 9, L4::Icmp);
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, gone_at(t0, 60))) << "the second request did not refresh";
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0 + 50, 60)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0 + 50, 60)));
+    nat.set_time(last_alive(t0 + 50, 60));
     EXPECT_TRUE(forwarded(nat.in(echo_packet(kRemote1, nat.cfg.pool[0], true, 50000, 2))));
 }
 

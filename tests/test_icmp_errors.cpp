@@ -302,9 +302,9 @@ TEST_F(IcmpErrors, Rfc5508Req6_ErrorDoesNotRefreshTheSession)
     nat.set_time(t0 + 250);
     const Bytes err = icmp_error_packet(kRemote1, f.out_p.src, 3, 3, f.outside);
     ASSERT_TRUE(forwarded(nat.in(err)));
-    EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 299));
-    EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 300)) << "the error refreshed the mapping";
-    nat.set_time(t0 + 300);
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0, 300)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0, 300))) << "the error refreshed the mapping";
+    nat.set_time(gone_at(t0, 300));
     EXPECT_TRUE(dropped(nat.in(udp_packet(kRemote1, 53, f.out_p.src, f.out_p.sport)), Drop::NoMapping));
 }
 
@@ -315,7 +315,10 @@ TEST_F(IcmpErrors, Rfc5508Req6_ErrorDoesNotRefreshAQuerySession)
     const Flow f = send_out(nat, echo_packet(kSub1, kRemote1, false, 0x55, 1, pattern(8)));
     nat.set_time(t0 + 55);
     ASSERT_TRUE(forwarded(nat.in(icmp_error_packet(kRouter, f.out_p.src, 11, 0, f.outside))));
-    nat.set_time(t0 + 60);
+    const uint32_t idx = nat.mapping_of(kSub1, 0x55, L4::Icmp);
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0, 60)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0, 60))) << "the error refreshed the query mapping";
+    nat.set_time(gone_at(t0, 60));
     EXPECT_TRUE(dropped(nat.in(echo_packet(kRemote1, f.out_p.src, true, f.out_p.icmp_id, 1, pattern(8))),
                         Drop::NoMapping));
 }
@@ -434,7 +437,9 @@ TEST_F(IcmpErrors, Rfc7857Sec7_1_OutboundErrorDoesNotRefresh)
     nat.set_time(t0 + 200);
     const Bytes quoted = udp_packet(kRemote1, 53, kSub1, 5353, pattern(8));
     ASSERT_TRUE(forwarded(nat.out(icmp_error_packet(kSub1, kRemote1, 3, 3, quoted))));
-    EXPECT_TRUE(nat.tr.mapping_expired(nat.mapping_of(kSub1, 5353, L4::Udp), t0 + 300));
+    const uint32_t idx = nat.mapping_of(kSub1, 5353, L4::Udp);
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0, 300)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0, 300))) << "the error refreshed the mapping";
 }
 
 } // namespace

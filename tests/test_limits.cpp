@@ -34,6 +34,7 @@ TEST_F(Limits, Rfc6888Req11_FullMappingTableDropsNewMappingsWithoutEviction)
     EXPECT_TRUE(dropped(nat.out(echo_packet(kSub2, kRemote1, false, 1, 1)), Drop::TableFull));
     EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
     EXPECT_EQ(nat.tr.partition(0, L4::Udp).in_use_count(), 8u) << "a port leaked with the refused mapping";
+    EXPECT_EQ(nat.tr.partition(0, L4::Udp).quarantined_count(), 0u) << "a port never used went into quarantine";
     EXPECT_EQ(nat.tr.partition(0, L4::Tcp).in_use_count(), 0u);
     for (uint16_t i = 0; i < 8; ++i) {
         EXPECT_EQ(nat.open_udp(kSub1, uint16_t(1000 + i)), ext[i]);
@@ -87,12 +88,16 @@ TEST_F(Limits, ExpiredSessionsDoNotCountAgainstTheLimit)
     c.max_sessions_per_mapping = 2;
     Nat nat(c);
     const Tick t0 = nat.now();
-    const uint16_t ep = nat.open_udp(kSub1, 1000, kRemote1, 1); // Y1 session: until t0+300
+    const Tick udp = nat.cfg.timeouts.udp;
+    const uint16_t ep = nat.open_udp(kSub1, 1000, kRemote1, 1); // Y1 session: through t0+300
     ASSERT_EQ(nat.open_udp(kSub1, 1000, kRemote2, 1), ep);       // Y2 session
     nat.set_time(t0 + 250);
-    ASSERT_EQ(nat.open_udp(kSub1, 1000, kRemote2, 1), ep); // Y2 now until t0+550
+    ASSERT_EQ(nat.open_udp(kSub1, 1000, kRemote2, 1), ep); // Y2 now through t0+550
     ASSERT_TRUE(dropped(nat.out(udp_packet(kSub1, 1000, ip(192, 0, 2, 1), 1)), Drop::TableFull));
-    nat.set_time(t0 + 301); // Y1's session is over, the mapping lives on through Y2
+    nat.set_time(last_alive(t0, udp)); // Y1's session lives through this second
+    nat.tr.expire(nat.now(), nat.tr.table().capacity());
+    ASSERT_TRUE(dropped(nat.out(udp_packet(kSub1, 1000, ip(192, 0, 2, 1), 1)), Drop::TableFull));
+    nat.set_time(gone_at(t0, udp)); // Y1's session is over, the mapping lives on through Y2
     nat.tr.expire(nat.now(), nat.tr.table().capacity());
     EXPECT_EQ(nat.open_udp(kSub1, 1000, ip(192, 0, 2, 1), 1), ep) << "an expired session still holds its place";
 }

@@ -53,6 +53,23 @@ MappingEvent event(uint64_t t, MappingEventType type, L4 l4, const char* in, uin
     return e;
 }
 
+// A port-block event as mapping_event.hpp has it: in_port carries the last
+// port, ext_port the first, l4 0.
+MappingEvent block_event(uint64_t t, MappingEventType type, const char* subscriber, const char* pool, uint16_t first,
+                         uint16_t last, uint16_t worker = 0)
+{
+    MappingEvent e{};
+    e.time_ms = t;
+    e.in_addr = htonl(ip(subscriber));
+    e.ext_addr = htonl(ip(pool));
+    e.in_port = htons(last);
+    e.ext_port = htons(first);
+    e.l4 = 0;
+    e.type = uint8_t(type);
+    e.worker = worker;
+    return e;
+}
+
 uint64_t wall_ms()
 {
     return uint64_t(
@@ -91,13 +108,24 @@ std::vector<std::string> fields(const std::string& line)
     return out;
 }
 
-// The lines about mappings (not the daemon's start/stop lines).
+// The lines about mappings (not the daemon's start/stop lines, nor blocks).
 std::vector<std::string> event_lines(const std::string& path)
 {
     std::vector<std::string> out;
     for (const std::string& l : read_lines(path)) {
         const auto f = fields(l);
         if (f.size() > 2 && (f[2] == "create" || f[2] == "delete")) out.push_back(l);
+    }
+    return out;
+}
+
+// The lines about port blocks.
+std::vector<std::string> block_lines(const std::string& path)
+{
+    std::vector<std::string> out;
+    for (const std::string& l : read_lines(path)) {
+        const auto f = fields(l);
+        if (f.size() > 2 && (f[2] == "block-alloc" || f[2] == "block-free")) out.push_back(l);
     }
     return out;
 }
@@ -109,9 +137,21 @@ struct Decoded {
     uint16_t version = 0, length = 0;
     uint32_t export_time = 0, sequence = 0, domain = 0;
     bool has_template = false;
-    std::vector<std::pair<uint16_t, uint16_t>> template_fields; // (IE, length) from this message
-    std::vector<std::map<uint16_t, uint64_t>> records;           // IE -> value
+    std::vector<std::pair<uint16_t, uint16_t>> template_fields; // (IE, length) of template 256 in this message
+    std::map<uint16_t, std::vector<std::pair<uint16_t, uint16_t>>> templates; // id -> fields, in this message
+    std::vector<std::map<uint16_t, uint64_t>> records;           // IE -> value, every data record in order
+    std::vector<uint16_t> record_templates;                      // the template of each of records
+    std::vector<uint16_t> data_sets;                             // the set ids of the data sets, in order
     std::string error;                                           // "" when well formed
+
+    // The records of one template, in order.
+    std::vector<std::map<uint16_t, uint64_t>> records_of(uint16_t template_id) const
+    {
+        std::vector<std::map<uint16_t, uint64_t>> out;
+        for (size_t i = 0; i < records.size(); ++i)
+            if (record_templates[i] == template_id) out.push_back(records[i]);
+        return out;
+    }
 };
 
 uint64_t be(const uint8_t* p, size_t n)
@@ -153,11 +193,13 @@ public:
                     }
                     templates_[{d.domain, tid}] = f;
                     d.has_template = true;
-                    d.template_fields = f;
+                    d.templates[tid] = f;
+                    if (tid == 256) d.template_fields = f;
                 }
             } else if (set_id >= 256) { // data set
                 auto t = templates_.find({d.domain, set_id});
                 if (t == templates_.end()) return d.error = "data set before its template", d;
+                d.data_sets.push_back(set_id);
                 size_t rec_len = 0;
                 for (auto& [id, len] : t->second) rec_len += len;
                 while (end - p >= rec_len && rec_len > 0) {
@@ -167,6 +209,7 @@ public:
                         p += len;
                     }
                     d.records.push_back(r);
+                    d.record_templates.push_back(set_id);
                 }
                 if (end - p >= 4) return d.error = "leftover bytes in data set", d;
             } else {
@@ -184,12 +227,13 @@ private:
 // A UDP collector on 127.0.0.1, ephemeral port.
 class Collector {
 public:
-    Collector()
+    explicit Collector(uint16_t port = 0) // 0: any free port
     {
         fd_ = socket(AF_INET, SOCK_DGRAM, 0);
         sockaddr_in sa{};
         sa.sin_family = AF_INET;
         sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons(port);
         EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
         socklen_t len = sizeof sa;
         getsockname(fd_, reinterpret_cast<sockaddr*>(&sa), &len);
@@ -320,6 +364,69 @@ TEST(MappingLogText, Rfc6888Req12_NoDestinationInLines)
     }
 }
 
+constexpr auto BA = MappingEventType::BlockAlloc;
+constexpr auto BF = MappingEventType::BlockFree;
+
+TEST(MappingLogText, PortBlockLinesParseBack)
+{
+    TempDir dir;
+    MappingLogConfig cfg;
+    cfg.file = dir.file("map.log");
+    {
+        MappingLog log(cfg);
+        log.record(block_event(1763742600123, BA, "100.64.0.2", "198.51.100.3", 50000, 50063, 1));
+        log.record(block_event(1763745004500, BF, "100.64.0.2", "198.51.100.3", 50000, 50063, 1));
+        log.flush();
+        EXPECT_EQ(log.events(), 2u);
+    }
+    EXPECT_TRUE(event_lines(cfg.file).empty()); // not taken for mapping lines
+    const auto lines = block_lines(cfg.file);
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(lines[0], "2025-11-21T16:30:00.123Z 1763742600123 block-alloc all inside=100.64.0.2 "
+                        "external=198.51.100.3:50000-50063 worker=1");
+
+    // Parse the free back, field by field: the same positions as a mapping line.
+    const auto f = fields(lines[1]);
+    ASSERT_EQ(f.size(), 7u);
+    EXPECT_EQ(f[0], "2025-11-21T17:10:04.500Z");
+    EXPECT_EQ(std::stoull(f[1]), 1763745004500u);
+    EXPECT_EQ(f[2], "block-free");
+    EXPECT_EQ(f[3], "all");
+    EXPECT_EQ(f[4], "inside=100.64.0.2");
+    ASSERT_TRUE(f[5].starts_with("external="));
+    const std::string ext = f[5].substr(9);
+    const auto colon = ext.rfind(':'), dash = ext.find('-', colon);
+    ASSERT_NE(dash, std::string::npos);
+    EXPECT_EQ(ip(ext.substr(0, colon).c_str()), ip("198.51.100.3"));
+    EXPECT_EQ(std::stoul(ext.substr(colon + 1, dash - colon - 1)), 50000u);
+    EXPECT_EQ(std::stoul(ext.substr(dash + 1)), 50063u);
+    EXPECT_EQ(f[6], "worker=1");
+}
+
+TEST(MappingLogText, Rfc6888Req12_NoDestinationInBlockLines)
+{
+    TempDir dir;
+    MappingLogConfig cfg;
+    cfg.file = dir.file("map.log");
+    cfg.destinations = true; // even when asked: the events carry none
+    {
+        MappingLog log(cfg);
+        log.record(block_event(1000, BA, "100.64.0.2", "198.51.100.3", 1024, 1087));
+        log.record(block_event(2000, BF, "100.64.0.2", "198.51.100.3", 1024, 1087));
+    }
+    for (const std::string& l : block_lines(cfg.file)) {
+        size_t dots = 0;
+        for (char c : l) dots += c == '.';
+        EXPECT_EQ(dots, 3u + 3u + 1u) << l; // the subscriber, the pool address, the ms of the time
+    }
+}
+
+TEST(MappingLogText, SyslogFormOfABlockLineHasNoIsoTime)
+{
+    const std::string line = format_mapping_event(block_event(1000, BA, "100.64.0.2", "198.51.100.3", 1024, 1087), false);
+    EXPECT_EQ(line, "1000 block-alloc all inside=100.64.0.2 external=198.51.100.3:1024-1087 worker=0");
+}
+
 TEST(MappingLogText, UnwritableFileIsAClearError)
 {
     MappingLogConfig cfg;
@@ -385,7 +492,9 @@ TEST(MappingLogIpfix, Rfc8158_RecordsMatchEvents)
     EXPECT_EQ(d.template_fields, expect_fields);
     // Template id >= 256, and the data set uses it.
     EXPECT_GE(be(&msgs[0][16 + 4], 2), 256u);
-    EXPECT_EQ(be(&msgs[0][16 + 4], 2), be(&msgs[0][16 + 4 + 4 + 7 * 4], 2));
+    const size_t template_set_len = be(&msgs[0][16 + 2], 2);
+    EXPECT_EQ(be(&msgs[0][16 + 4], 2), be(&msgs[0][16 + template_set_len], 2));
+    EXPECT_EQ(d.data_sets, (std::vector<uint16_t>{256})); // no empty block set
 
     ASSERT_EQ(d.records.size(), events.size());
     const uint8_t protos[] = {17, 6, 1, 132};
@@ -438,7 +547,8 @@ TEST(MappingLogIpfix, Rfc7011_BatchedUnder1400BytesWithSequenceNumbers)
     }
     EXPECT_EQ(i, n);
     // Messages are filled: all but the last carry as many records as fit.
-    EXPECT_EQ(msgs.size(), 1 + (n - 61 + 62 - 1) / 62); // 61 with the template, then 62 each
+    for (size_t m = 0; m + 1 < msgs.size(); ++m) EXPECT_GT(msgs[m].size(), 1400u - 22) << "message " << m;
+    EXPECT_EQ(msgs.size(), 1 + (n - 59 + 62 - 1) / 62); // 59 with the two templates, then 62 each
 }
 
 TEST(MappingLogIpfix, Rfc7011_TemplateResentEvery100Messages)
@@ -484,6 +594,119 @@ TEST(MappingLogIpfix, Rfc7011_TemplateResentAfter60Seconds)
     }
 }
 
+TEST(MappingLogIpfix, Rfc8158_PortBlockRecordsMatchEvents)
+{
+    Collector collector;
+    const std::vector<MappingEvent> blocks = {
+        block_event(1763742600123, BA, "100.64.0.2", "198.51.100.3", 50000, 50063, 0),
+        block_event(1763742600200, BA, "100.64.0.3", "198.51.100.4", 1024, 1024, 1), // a block of one port
+        block_event(1763742700300, BF, "100.64.0.2", "198.51.100.3", 50000, 50063, 0),
+    };
+    {
+        MappingLog log(ipfix_config(collector, 9));
+        log.record(event(1763742600100, C, L4::Udp, "100.64.0.9", 40001, "198.51.100.11", 60966));
+        for (const auto& e : blocks) log.record(e);
+        log.flush();
+        EXPECT_EQ(log.ipfix_messages(), 1u);
+    }
+    const auto msgs = collector.receive();
+    ASSERT_EQ(msgs.size(), 1u);
+    Decoder dec;
+    const Decoded d = dec.decode(msgs[0]);
+    ASSERT_EQ(d.error, "");
+    EXPECT_EQ(d.sequence, 0u);
+    // RFC 8158 §4.4, NAT44 port block allocation/de-allocation.
+    const std::vector<std::pair<uint16_t, uint16_t>> expect_fields = {{323, 8}, {230, 1}, {8, 4},   {225, 4},
+                                                                      {361, 2}, {362, 2}, {363, 2}, {364, 2}};
+    ASSERT_EQ(d.templates.count(257), 1u);
+    EXPECT_EQ(d.templates.at(257), expect_fields);
+    EXPECT_EQ(d.data_sets, (std::vector<uint16_t>{256, 257})); // one message, a data set of each
+
+    ASSERT_EQ(d.records_of(256).size(), 1u);
+    const auto recs = d.records_of(257);
+    ASSERT_EQ(recs.size(), blocks.size());
+    for (size_t i = 0; i < blocks.size(); ++i) {
+        const auto& r = recs[i];
+        const MappingEvent& e = blocks[i];
+        const uint16_t first = ntohs(e.ext_port), last = ntohs(e.in_port);
+        EXPECT_EQ(r.at(323), e.time_ms);
+        EXPECT_EQ(r.at(230), e.type == uint8_t(BA) ? 16u : 17u); // port block allocation / de-allocation
+        EXPECT_EQ(r.at(8), ntohl(e.in_addr));
+        EXPECT_EQ(r.at(225), ntohl(e.ext_addr));
+        EXPECT_EQ(r.at(361), first);
+        EXPECT_EQ(r.at(362), last);
+        EXPECT_EQ(r.at(363), 1u);
+        EXPECT_EQ(r.at(364), last - first + 1u);
+        // A block is every protocol's; and RFC 6888 REQ-12: no destination.
+        for (uint16_t absent : {4, 7, 227, 11, 12, 226, 228}) EXPECT_EQ(r.count(absent), 0u) << absent;
+    }
+}
+
+TEST(MappingLogIpfix, Rfc7011_BothTemplatesGoOutTogetherWhenDue)
+{
+    Collector collector;
+    ipfix::Exporter exporter(collector.address(), 1);
+    Decoder dec;
+    const uint64_t t0 = 1'763'742'600'000;
+    // First message; then by count (100 messages, the clock standing still);
+    // then by time (60 s). Blocks only: the mapping template must come too.
+    std::vector<size_t> with_template;
+    for (size_t m = 0; m < 102; ++m) {
+        const uint64_t now = m == 101 ? t0 + 60'000 : t0;
+        exporter.add_block({now, 16, 1, 2, uint16_t(m + 1), uint16_t(m + 1), 1, 1}, now);
+        exporter.flush(now);
+        const auto msgs = collector.receive(1000, 1);
+        ASSERT_EQ(msgs.size(), 1u) << m;
+        const Decoded d = dec.decode(msgs[0]);
+        ASSERT_EQ(d.error, "");
+        ASSERT_EQ(d.records_of(257).size(), 1u);
+        if (!d.has_template) continue;
+        with_template.push_back(m);
+        EXPECT_EQ(d.templates.size(), 2u) << m;
+        EXPECT_EQ(d.templates.count(256) + d.templates.count(257), 2u) << m;
+    }
+    EXPECT_EQ(with_template, (std::vector<size_t>{0, 100, 101}));
+}
+
+TEST(MappingLogIpfix, Rfc7011_MixedMessagesUnder1400BytesWithSequenceNumbers)
+{
+    Collector collector;
+    const size_t n = 400; // every third a block event
+    {
+        MappingLog log(ipfix_config(collector, 7));
+        for (size_t i = 0; i < n; ++i) {
+            if (i % 3 == 2)
+                log.record(block_event(1000 + i, BA, "100.64.0.2", "198.51.100.3", uint16_t(1024 + i), uint16_t(1087 + i)));
+            else
+                log.record(event(1000 + i, C, L4::Udp, "100.64.0.2", uint16_t(1024 + i), "198.51.100.11",
+                                 uint16_t(50000 + i)));
+        }
+        log.flush();
+        EXPECT_EQ(log.ipfix_errors(), 0u);
+    }
+    const auto msgs = collector.receive();
+    Decoder dec;
+    uint32_t expected_seq = 0;
+    std::vector<uint64_t> nat_times, block_times;
+    for (size_t m = 0; m < msgs.size(); ++m) {
+        EXPECT_LE(msgs[m].size(), 1400u) << "message " << m;
+        const Decoded d = dec.decode(msgs[m]);
+        ASSERT_EQ(d.error, "") << "message " << m;
+        EXPECT_EQ(d.sequence, expected_seq) << "message " << m; // data records of both templates before it
+        expected_seq += uint32_t(d.records.size());
+        for (const auto& r : d.records_of(256)) nat_times.push_back(r.at(323));
+        for (const auto& r : d.records_of(257)) {
+            block_times.push_back(r.at(323));
+            EXPECT_EQ(r.at(362) - r.at(361), 63u);
+        }
+    }
+    // All of them, each kind in order.
+    ASSERT_EQ(nat_times.size() + block_times.size(), n);
+    for (size_t i = 1; i < nat_times.size(); ++i) EXPECT_LT(nat_times[i - 1], nat_times[i]);
+    for (size_t i = 1; i < block_times.size(); ++i) EXPECT_LT(block_times[i - 1], block_times[i]);
+    EXPECT_EQ(block_times.size(), n / 3);
+}
+
 TEST(MappingLogIpfix, CollectorUnreachableIsCountedNeverFatal)
 {
     uint16_t port;
@@ -503,6 +726,36 @@ TEST(MappingLogIpfix, CollectorUnreachableIsCountedNeverFatal)
     EXPECT_GE(log.ipfix_errors(), 1u); // ICMP port unreachable, reported on a later send
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
     log.flush(); // still fine
+}
+
+TEST(MappingLogIpfix, Rfc7011_TemplateResentWhenTheCollectorComesBack)
+{
+    // The template went out while nobody listened; the kernel reports that
+    // on a later send. A collector started afterwards cannot decode data
+    // without the template, so the next message must carry it again.
+    uint16_t port;
+    {
+        Collector gone;
+        port = gone.port();
+    }
+    ipfix::Exporter exporter("127.0.0.1:" + std::to_string(port), 1);
+    const uint64_t now = 1'763'742'600'000;
+    for (int i = 0; i < 50 && exporter.send_errors() == 0; ++i) {
+        exporter.add({now, 8, 17, 1, 2, 3, uint16_t(i)}, now);
+        exporter.flush(now);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_GE(exporter.send_errors(), 1u);
+    Collector back(port);
+    exporter.add({now + 1000, 8, 17, 1, 2, 3, 4}, now + 1000); // well inside the 60 s refresh
+    exporter.flush(now + 1000);
+    const auto msgs = back.receive(1000, 1);
+    ASSERT_EQ(msgs.size(), 1u);
+    Decoder dec;
+    const Decoded d = dec.decode(msgs[0]);
+    EXPECT_EQ(d.error, "");
+    EXPECT_TRUE(d.has_template) << "a collector that came back got data it cannot decode";
+    EXPECT_EQ(d.templates.size(), 2u) << "both templates, for the blocks that come next";
 }
 
 TEST(MappingLogIpfix, BadCollectorIsAClearError)
@@ -633,6 +886,183 @@ TEST(WhoHeld, ReadsWhatMappingLogWrote)
     const auto m = who_held(cfg.file, kExt, kPort, t + 1);
     ASSERT_EQ(m.size(), 1u);
     EXPECT_GE(m[0].to_ms, t + 1);
+}
+
+// ---------------------------------------------------------------------------
+// who_held over port blocks
+
+const uint32_t kPool = ip("198.51.100.3");
+
+TEST(WhoHeldBlock, PortInsideTheBlockAtTAnyProtocol)
+{
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    write_log(path, {block_event(1000, BA, "100.64.0.9", "198.51.100.3", 1024, 1087),
+                     block_event(1500, BA, "100.64.0.2", "198.51.100.3", 50000, 50063)});
+    for (const std::string proto : {"", "tcp", "udp", "icmp", "sctp"}) {
+        const auto m = who_held(path, kPool, 50010, 2000, proto);
+        ASSERT_EQ(m.size(), 1u) << proto;
+        EXPECT_TRUE(m[0].is_block);
+        EXPECT_EQ(m[0].inside_addr, ip("100.64.0.2"));
+        EXPECT_EQ(m[0].inside_port, 0);
+        EXPECT_EQ(m[0].protocol, "all");
+        EXPECT_EQ(m[0].block_first, 50000);
+        EXPECT_EQ(m[0].block_last, 50063);
+        EXPECT_EQ(m[0].from_ms, 1500u);
+        EXPECT_EQ(m[0].to_ms, 0u); // still held
+    }
+    EXPECT_TRUE(who_held(path, kPool, 50010, 1499).empty()); // not yet
+    EXPECT_TRUE(who_held(path, ip("198.51.100.4"), 50010, 2000).empty()); // another pool address
+}
+
+TEST(WhoHeldBlock, NobodyAfterTheBlockIsFreed)
+{
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    write_log(path, {block_event(1000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063),
+                     block_event(2000, BF, "100.64.0.2", "198.51.100.3", 50000, 50063)});
+    EXPECT_TRUE(who_held(path, kPool, 50063, 2500).empty());
+    const auto m = who_held(path, kPool, 50063, 2000); // bounds included
+    ASSERT_EQ(m.size(), 1u);
+    EXPECT_EQ(m[0].from_ms, 1000u);
+    EXPECT_EQ(m[0].to_ms, 2000u);
+}
+
+TEST(WhoHeldBlock, Rfc6888Req8_ReusedByAnotherSubscriberAfterQuarantine)
+{
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    const uint64_t t = 1'763'742'600'000;
+    // A holds the block and frees it; 120 s of quarantine; B gets the same
+    // block. Another block's lines in between.
+    write_log(path, {block_event(t, BA, "100.64.0.2", "198.51.100.3", 50000, 50063, 1),
+                     block_event(t + 10, BA, "100.64.0.7", "198.51.100.3", 50064, 50127, 0),
+                     block_event(t + 60'000, BF, "100.64.0.2", "198.51.100.3", 50000, 50063, 1),
+                     block_event(t + 180'000, BA, "100.64.0.3", "198.51.100.3", 50000, 50063, 1),
+                     block_event(t + 240'000, BF, "100.64.0.3", "198.51.100.3", 50000, 50063, 1)});
+    const auto a = who_held(path, kPool, 50001, t + 30'000);
+    ASSERT_EQ(a.size(), 1u);
+    EXPECT_EQ(a[0].inside_addr, ip("100.64.0.2"));
+    EXPECT_EQ(a[0].to_ms, t + 60'000);
+    EXPECT_TRUE(who_held(path, kPool, 50001, t + 120'000).empty()); // in quarantine: nobody
+    const auto b = who_held(path, kPool, 50001, t + 200'000);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_EQ(b[0].inside_addr, ip("100.64.0.3"));
+    EXPECT_EQ(b[0].from_ms, t + 180'000);
+    EXPECT_EQ(b[0].to_ms, t + 240'000);
+}
+
+TEST(WhoHeldBlock, PortJustOutsideTheBlockIsNobodys)
+{
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    write_log(path, {block_event(1000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063)});
+    EXPECT_TRUE(who_held(path, kPool, 49999, 1500).empty());
+    EXPECT_TRUE(who_held(path, kPool, 50064, 1500).empty());
+    EXPECT_EQ(who_held(path, kPool, 50000, 1500).size(), 1u); // both ends belong to it
+    EXPECT_EQ(who_held(path, kPool, 50063, 1500).size(), 1u);
+}
+
+TEST(WhoHeldBlock, AllocOverAnOpenAllocEndsIt)
+{
+    // The free was lost: the first holder cannot have held past the second alloc.
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    write_log(path, {block_event(1000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063),
+                     block_event(3000, BA, "100.64.0.3", "198.51.100.3", 50000, 50063)});
+    const auto before = who_held(path, kPool, 50000, 2000);
+    ASSERT_EQ(before.size(), 1u);
+    EXPECT_EQ(before[0].inside_addr, ip("100.64.0.2"));
+    EXPECT_EQ(before[0].to_ms, 3000u);
+    const auto after = who_held(path, kPool, 50000, 3500);
+    ASSERT_EQ(after.size(), 1u);
+    EXPECT_EQ(after[0].inside_addr, ip("100.64.0.3"));
+}
+
+TEST(WhoHeldBlock, FreeWithoutAllocHeldSinceTheLogBegan)
+{
+    // The log was rotated after the alloc: held from an unknown time.
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    write_log(path, {block_event(2000, BF, "100.64.0.2", "198.51.100.3", 50000, 50063)});
+    const auto m = who_held(path, kPool, 50000, 1500);
+    ASSERT_EQ(m.size(), 1u);
+    EXPECT_EQ(m[0].from_ms, 0u);
+    EXPECT_EQ(m[0].to_ms, 2000u);
+    EXPECT_TRUE(who_held(path, kPool, 50000, 2500).empty());
+}
+
+TEST(WhoHeldBlock, RestartEndsOpenBlocks)
+{
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    write_log(path, {block_event(1000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063)},
+              {"1970-01-01T00:00:02.000Z 2000 stop pid=1", "1970-01-01T00:00:03.000Z 3000 start pid=2"});
+    EXPECT_TRUE(who_held(path, kPool, 50000, 2500).empty());
+    const auto m = who_held(path, kPool, 50000, 1500);
+    ASSERT_EQ(m.size(), 1u);
+    EXPECT_EQ(m[0].to_ms, 2000u);
+}
+
+TEST(WhoHeldBlock, GarbledBlockLinesAreSkipped)
+{
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    write_log(path, {block_event(1000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063)},
+              {"x 1100 block-free all inside=100.64.0.2 external=198.51.100.3:50063-50000 worker=0", // reversed
+               "x 1100 block-free all inside=100.64.0.2 external=198.51.100.3:50000- worker=0",
+               "x 1100 block-free all inside=100.64.0.2 external=198.51.100.3:-50063 worker=0",
+               "x 1100 block-free all inside=100.64.0.2 external=198.51.100.3:50000 worker=0", // no range
+               "x 1100 block-free all inside=100.64.0.2 external=198.51.100.3:50000-70000 worker=0",
+               "x 1100 block-free all inside=100.64.0.2 external=198.51.100.3:50000--50063 worker=0",
+               "x 1100 block-free all inside=100.64.0.2 external=198.51.100.999:50000-50063 worker=0",
+               "x 1100 block-free all inside=100.64.0.2:7 external=198.51.100.3:50000-50063 worker=0",
+               "x 1100 block-free udp inside=100.64.0.2 external=198.51.100.3:50000-50063 worker=0",
+               "x 1100 block-free all inside=100.64.0.2",
+               "x 1100 block-free",
+               "x 11x0 block-free all inside=100.64.0.2 external=198.51.100.3:50000-50063 worker=0",
+               "x 1100 block-freed all inside=100.64.0.2 external=198.51.100.3:50000-50063 worker=0",
+               "x 1100 block-free all inside=100.64.0.2 external=198.51.100.3:50000-50063" + std::string(5000, '9'),
+               std::string(10000, '-') + " block- external=198.51.100.3:"});
+    const auto m = who_held(path, kPool, 50000, 1500);
+    ASSERT_EQ(m.size(), 1u); // none of those ended the block
+    EXPECT_EQ(m[0].to_ms, 0u);
+}
+
+TEST(WhoHeldBlock, ReadsWhatMappingLogWrote)
+{
+    TempDir dir;
+    MappingLogConfig cfg;
+    cfg.file = dir.file("map.log");
+    const uint64_t t = wall_ms();
+    {
+        MappingLog log(cfg);
+        log.record(block_event(t + 1, BA, "100.64.0.2", "198.51.100.3", 50000, 50063));
+        log.record(block_event(t + 2, BF, "100.64.0.2", "198.51.100.3", 50000, 50063));
+    }
+    const auto m = who_held(cfg.file, kPool, 50030, t + 1, "udp");
+    ASSERT_EQ(m.size(), 1u);
+    EXPECT_TRUE(m[0].is_block);
+    EXPECT_EQ(m[0].to_ms, t + 2);
+}
+
+TEST(WhoHeldBlock, MappingsAndBlocksOfOnePortAreBothAnswered)
+{
+    // Port-block mode switched on across a restart: the mapping before it
+    // and the block after it are told apart by their times.
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    write_log(path, {event(1000, C, L4::Udp, "100.64.0.5", 40001, "198.51.100.3", 50000)},
+              {"1970-01-01T00:00:02.000Z 2000 stop pid=1", "1970-01-01T00:00:03.000Z 3000 start pid=2",
+               format_mapping_event(block_event(4000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063))});
+    const auto before = who_held(path, kPool, 50000, 1500);
+    ASSERT_EQ(before.size(), 1u);
+    EXPECT_FALSE(before[0].is_block);
+    EXPECT_EQ(before[0].inside_addr, ip("100.64.0.5"));
+    const auto after = who_held(path, kPool, 50000, 4500);
+    ASSERT_EQ(after.size(), 1u);
+    EXPECT_TRUE(after[0].is_block);
+    EXPECT_EQ(after[0].inside_addr, ip("100.64.0.2"));
 }
 
 } // namespace

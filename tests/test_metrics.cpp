@@ -245,6 +245,19 @@ json sample_stats()
     };
 }
 
+TEST(MetricsText, MappingLogEventsAndErrorsBySink)
+{
+    json stats = sample_stats();
+    stats["log"] = {{"events", 31}, {"ipfix_messages", 32}, {"errors", {{"ipfix", 33}, {"file", 34}}}};
+    const Exposition e = parse_exposition(ephemera::prometheus_text(stats, nullptr));
+    EXPECT_EQ(e.families.at("ephemera_mapping_log_events_total").type, "counter");
+    EXPECT_EQ(e.value("ephemera_mapping_log_events_total"), "31");
+    EXPECT_EQ(e.value("ephemera_ipfix_messages_total"), "32");
+    EXPECT_EQ(e.count("ephemera_mapping_log_errors_total"), 2u);
+    EXPECT_EQ(e.value("ephemera_mapping_log_errors_total", {{"sink", "ipfix"}}), "33");
+    EXPECT_EQ(e.value("ephemera_mapping_log_errors_total", {{"sink", "file"}}), "34");
+}
+
 TEST(MetricsText, EveryLineParsesAndEveryValueMatchesTheJson)
 {
     const json stats = sample_stats();

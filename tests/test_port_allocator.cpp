@@ -160,7 +160,11 @@ TEST_F(PortAllocation, FifoReuseFollowsReleaseOrderAfterQuarantine)
         nat.advance(1);
     }
     EXPECT_EQ(nat.mapping_of(kSub1, 10005, L4::Udp), kNoMapping);
-    nat.advance(nat.cfg.timeouts.quarantine); // every quarantine over
+    const Tick last_release = nat.now() - 1;
+    nat.set_time(last_quarantined(last_release, nat.cfg.timeouts.quarantine));
+    EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
+    EXPECT_EQ(nat.tr.partition(0, L4::Udp).free_count(), kSize - 1) << "the last port released left quarantine early";
+    nat.set_time(free_at(last_release, nat.cfg.timeouts.quarantine)); // every quarantine over
     EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
     EXPECT_EQ(nat.tr.partition(0, L4::Udp).free_count(), kSize);
     for (uint32_t k = 0; k < kSize; ++k)
@@ -171,8 +175,14 @@ TEST_F(PortAllocation, FreedPortComesBackOnlyAfterAllOthers)
 {
     Nat nat(small_config());
     ASSERT_EQ(nat.open_udp(kSub1, 10000), kFirst);
-    nat.tr.release_mapping(nat.mapping_of(kSub1, 10000, L4::Udp), nat.now());
-    nat.advance(nat.cfg.timeouts.quarantine);
+    const Tick released = nat.now();
+    nat.tr.release_mapping(nat.mapping_of(kSub1, 10000, L4::Udp), released);
+    nat.set_time(last_quarantined(released, nat.cfg.timeouts.quarantine));
+    EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
+    EXPECT_EQ(nat.tr.partition(0, L4::Udp).quarantined_count(), 1u);
+    nat.set_time(free_at(released, nat.cfg.timeouts.quarantine));
+    EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
+    EXPECT_EQ(nat.tr.partition(0, L4::Udp).quarantined_count(), 0u);
     for (uint32_t k = 1; k < kSize; ++k) EXPECT_EQ(nat.open_udp(kSub2, uint16_t(20000 + k)), kFirst + k);
     EXPECT_EQ(nat.open_udp(kSub2, 30000), kFirst) << "the freed port is the last one handed out again";
     EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
@@ -189,12 +199,13 @@ TEST_F(PortAllocation, Rfc6888Req8_QuarantineHoldsEvenTheOnlyFreePort)
     EXPECT_EQ(nat.tr.partition(0, L4::Udp).free_count(), 0u);
     EXPECT_EQ(nat.tr.partition(0, L4::Udp).in_use_count(), kSize - 1);
 
-    for (Tick t : {Tick(0), Tick(1), Tick(60), nat.cfg.timeouts.quarantine - 1}) {
-        nat.set_time(released + t);
+    const Tick q = nat.cfg.timeouts.quarantine;
+    for (Tick t : {released, released + 1, released + 60, last_quarantined(released, q)}) {
+        nat.set_time(t);
         EXPECT_TRUE(dropped(nat.out(udp_packet(kSub2, 20000, kRemote1, 5000)), Drop::PortsExhausted))
-            << "port reused " << t << " s after release, quarantine " << nat.cfg.timeouts.quarantine;
+            << "port reused " << t - released << " s after release, quarantine " << q;
     }
-    nat.set_time(released + nat.cfg.timeouts.quarantine);
+    nat.set_time(free_at(released, q));
     EXPECT_EQ(nat.open_udp(kSub2, 20000), 50007);
     EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
 }

@@ -111,9 +111,9 @@ TEST_F(Sctp, SessionTimeoutIs300Seconds)
     ASSERT_TRUE(forwarded(nat.out(sctp_ip_packet(kSub1, 5000, kRemote1, 5001, 0, sctp_init_chunk(1)))));
     const uint32_t idx = nat.mapping_of(kSub1, 5000, L4::Sctp);
     ASSERT_NE(idx, kNoMapping);
-    EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 299));
-    EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 300));
-    nat.set_time(t0 + 300);
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0, 300)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0, 300)));
+    nat.set_time(gone_at(t0, 300));
     EXPECT_TRUE(dropped(nat.in(sctp_ip_packet(kRemote1, 5001, nat.cfg.pool[0], 50000, 1, init_ack_chunk(9))),
                         Drop::NoMapping));
 }

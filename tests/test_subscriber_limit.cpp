@@ -68,11 +68,33 @@ TEST_F(SubscriberLimit, ReleasedMappingGivesTheSubscriberRoomAgain)
     nat.tr.release_mapping(nat.mapping_of(kSub1, 1000, L4::Udp), nat.now());
     EXPECT_EQ(nat.tr.ports_of_subscriber(net32(kSub1)), 1u);
     EXPECT_NE(nat.open_udp(kSub1, 1002), 0);
-    // Expiry counts the same way.
-    nat.advance(nat.cfg.timeouts.udp);
-    nat.tr.expire(nat.now(), nat.tr.table().capacity());
+    // Expiry counts the same way, once the mappings (both last used now) are gone.
+    const Tick t0 = nat.now();
+    const uint32_t cap = nat.tr.table().capacity();
+    nat.set_time(last_alive(t0, nat.cfg.timeouts.udp));
+    EXPECT_EQ(nat.tr.expire(nat.now(), cap), 0u);
+    EXPECT_EQ(nat.tr.ports_of_subscriber(net32(kSub1)), 2u);
+    nat.set_time(gone_at(t0, nat.cfg.timeouts.udp));
+    EXPECT_EQ(nat.tr.expire(nat.now(), cap), 2u);
     EXPECT_EQ(nat.tr.ports_of_subscriber(net32(kSub1)), 0u);
     EXPECT_NE(nat.open_udp(kSub1, 1003), 0);
+}
+
+TEST_F(SubscriberLimit, PortOfAFlowRefusedForTooManySubscribersSkipsTheQuarantine)
+{
+    // max_subscribers is reached only after the port was taken: that port was
+    // never used, so it is released as if a whole quarantine (plus the extra
+    // second) had passed, and is free again at once.
+    NatConfig c = limited(4);
+    c.max_subscribers = 8; // the least allowed
+    Nat nat(c);
+    for (uint32_t i = 0; i < 8; ++i) ASSERT_NE(nat.open_udp(ip(100, 64, 1, i + 1), 1000), 0) << i;
+    const uint32_t ninth = ip(100, 64, 1, 9);
+    EXPECT_TRUE(dropped(nat.out(udp_packet(ninth, 1000, kRemote1, 5000)), Drop::TableFull));
+    EXPECT_EQ(nat.mapping_of(ninth, 1000, L4::Udp), ephemera::kNoMapping);
+    EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
+    EXPECT_EQ(nat.tr.partition(0, L4::Udp).in_use_count(), 8u);
+    EXPECT_EQ(nat.tr.partition(0, L4::Udp).quarantined_count(), 0u) << "a port never used went into quarantine";
 }
 
 TEST_F(SubscriberLimit, NoLimitConfiguredMeansNoCount)

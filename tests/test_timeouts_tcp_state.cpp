@@ -1,5 +1,11 @@
 // Session timers with an injected clock: the TCP state machine of RFC 7857 §2,
 // UDP/ICMP timers, refresh rules, and what expiry does to the port.
+//
+// Time is whole-second Ticks. A session refreshed at tick t with timeout T is
+// alive through t+T and gone at t+T+1 (the tick of the last packet is a whole
+// second, so the extra one makes it live at least T real seconds): see
+// last_alive() and gone_at() in nat_harness.hpp. Every boundary below is
+// asserted on both sides, so a timer one second short or long fails.
 #include <gtest/gtest.h>
 
 #include "ephemera/session_table.hpp"
@@ -14,6 +20,11 @@ using ephemera::NatConfig;
 using Timeouts = NatTest;
 
 constexpr uint16_t kX = 40000, kY = 443;
+
+// The default timeouts (small_config()), seconds.
+constexpr Tick kUdp = 300;
+constexpr Tick kTransitory = 240;  // TCP before a SYN each way, after a FIN each way or a RST
+constexpr Tick kEstablished = 7440; // RFC 5382 REQ-5: 2 h 4 min
 
 // A TCP conversation X:40000 <-> Y1:443 through the NAT.
 struct Tcp {
@@ -78,21 +89,21 @@ TEST_F(Timeouts, ConfiguredTimeoutsAreUsed)
     const Tick t0 = nat.now();
     ASSERT_NE(nat.open_udp(kSub1, 1000), 0);
     const uint32_t idx = nat.mapping_of(kSub1, 1000, L4::Udp);
-    EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 129));
-    EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 130));
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0, 130)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0, 130)));
 }
 
 // --------------------------------------------------------------- TCP state
 
-TEST_F(Timeouts, Rfc7857Sec2_SynOnlyExpiresAtTransitoryTimeout)
+TEST_F(Timeouts, Rfc7857Sec2_SynOnlyExpiresAfterTransitoryTimeout)
 {
     Nat nat(small_config());
     Tcp tcp(nat);
     const Tick t0 = nat.now();
     ASSERT_NO_FATAL_FAILURE(tcp.syn());
-    EXPECT_FALSE(tcp.expired_at(t0 + 239));
-    EXPECT_TRUE(tcp.expired_at(t0 + 240));
-    nat.set_time(t0 + 240);
+    EXPECT_FALSE(tcp.expired_at(last_alive(t0, kTransitory)));
+    EXPECT_TRUE(tcp.expired_at(gone_at(t0, kTransitory)));
+    nat.set_time(gone_at(t0, kTransitory));
     EXPECT_TRUE(dropped(tcp.in(kSyn | kAck), Drop::NoMapping));
 }
 
@@ -102,7 +113,7 @@ TEST_F(Timeouts, Rfc5382Req5_SynAckWithinTransitoryTimeoutIsTranslated)
     Tcp tcp(nat);
     const Tick t0 = nat.now();
     ASSERT_NO_FATAL_FAILURE(tcp.syn());
-    nat.set_time(t0 + 239);
+    nat.set_time(last_alive(t0, kTransitory));
     EXPECT_TRUE(forwarded(tcp.in(kSyn | kAck)));
 }
 
@@ -112,20 +123,20 @@ TEST_F(Timeouts, Rfc7857Sec2_SynBothWaysUsesEstablishedTimeout)
     Tcp tcp(nat);
     const Tick t0 = nat.now();
     ASSERT_NO_FATAL_FAILURE(tcp.establish());
-    EXPECT_FALSE(tcp.expired_at(t0 + 240));
-    EXPECT_FALSE(tcp.expired_at(t0 + 7439));
-    EXPECT_TRUE(tcp.expired_at(t0 + 7440));
-    nat.set_time(t0 + 7439);
+    EXPECT_FALSE(tcp.expired_at(gone_at(t0, kTransitory))) << "established, yet the transitory timer";
+    EXPECT_FALSE(tcp.expired_at(last_alive(t0, kEstablished)));
+    EXPECT_TRUE(tcp.expired_at(gone_at(t0, kEstablished)));
+    nat.set_time(last_alive(t0, kEstablished));
     EXPECT_TRUE(forwarded(tcp.in(kAck))) << "RFC 5382 REQ-5: established idle timeout >= 2 h 4 min";
 }
 
-TEST_F(Timeouts, Rfc5382Req5_EstablishedGoneAt7440)
+TEST_F(Timeouts, Rfc5382Req5_EstablishedGoneAfter7440)
 {
     Nat nat(small_config());
     Tcp tcp(nat);
     const Tick t0 = nat.now();
     ASSERT_NO_FATAL_FAILURE(tcp.establish());
-    nat.set_time(t0 + 7440);
+    nat.set_time(gone_at(t0, kEstablished));
     EXPECT_TRUE(dropped(tcp.in(kAck), Drop::NoMapping));
 }
 
@@ -137,7 +148,8 @@ TEST_F(Timeouts, Rfc5382Req2a_SimultaneousOpenEstablishes)
     ASSERT_NO_FATAL_FAILURE(tcp.syn());
     ASSERT_TRUE(forwarded(tcp.in(kSyn)));
     const Tick t1 = nat.now();
-    EXPECT_FALSE(tcp.expired_at(t1 + 7439));
+    EXPECT_FALSE(tcp.expired_at(last_alive(t1, kEstablished)));
+    EXPECT_TRUE(tcp.expired_at(gone_at(t1, kEstablished)));
 }
 
 TEST_F(Timeouts, Rfc7857Sec2_FinBothWaysIsTransitory)
@@ -149,8 +161,8 @@ TEST_F(Timeouts, Rfc7857Sec2_FinBothWaysIsTransitory)
     const Tick t1 = nat.now();
     ASSERT_TRUE(forwarded(tcp.out(kFin | kAck)));
     ASSERT_TRUE(forwarded(tcp.in(kFin | kAck)));
-    EXPECT_FALSE(tcp.expired_at(t1 + 239));
-    EXPECT_TRUE(tcp.expired_at(t1 + 240));
+    EXPECT_FALSE(tcp.expired_at(last_alive(t1, kTransitory)));
+    EXPECT_TRUE(tcp.expired_at(gone_at(t1, kTransitory)));
 }
 
 TEST_F(Timeouts, Rfc7857Sec2_FinOneWayStaysEstablished)
@@ -161,9 +173,9 @@ TEST_F(Timeouts, Rfc7857Sec2_FinOneWayStaysEstablished)
     nat.advance(1000);
     const Tick t1 = nat.now();
     ASSERT_TRUE(forwarded(tcp.out(kFin | kAck)));
-    EXPECT_FALSE(tcp.expired_at(t1 + 240)) << "a half-close is not a close";
-    EXPECT_FALSE(tcp.expired_at(t1 + 7439));
-    EXPECT_TRUE(tcp.expired_at(t1 + 7440));
+    EXPECT_FALSE(tcp.expired_at(gone_at(t1, kTransitory))) << "a half-close is not a close";
+    EXPECT_FALSE(tcp.expired_at(last_alive(t1, kEstablished)));
+    EXPECT_TRUE(tcp.expired_at(gone_at(t1, kEstablished)));
 }
 
 TEST_F(Timeouts, Rfc7857Sec2_OutboundRstIsTransitory)
@@ -176,8 +188,8 @@ TEST_F(Timeouts, Rfc7857Sec2_OutboundRstIsTransitory)
     const Outcome rst = tcp.out(kRst);
     ASSERT_TRUE(forwarded(rst));
     EXPECT_EQ(rst.parsed().tcp_flags, kRst);
-    EXPECT_FALSE(tcp.expired_at(t1 + 239));
-    EXPECT_TRUE(tcp.expired_at(t1 + 240));
+    EXPECT_FALSE(tcp.expired_at(last_alive(t1, kTransitory)));
+    EXPECT_TRUE(tcp.expired_at(gone_at(t1, kTransitory)));
 }
 
 TEST_F(Timeouts, Rfc7857Sec2_2_InboundRstIsTranslatedAndKeptFourMinutes)
@@ -191,8 +203,8 @@ TEST_F(Timeouts, Rfc7857Sec2_2_InboundRstIsTranslatedAndKeptFourMinutes)
     const Outcome rst = nat.in(sent);
     ASSERT_TRUE(forwarded(rst)) << "RFC 7857 §2.2: a RST matching a mapping MUST be translated";
     expect_rewritten(parse_ipv4(sent), rst.parsed(), Dir::In, kSub1, kX);
-    EXPECT_FALSE(tcp.expired_at(t1 + 239));
-    EXPECT_TRUE(tcp.expired_at(t1 + 240));
+    EXPECT_FALSE(tcp.expired_at(last_alive(t1, kTransitory)));
+    EXPECT_TRUE(tcp.expired_at(gone_at(t1, kTransitory)));
     // 60 s later the same 5-tuple still uses the same mapping.
     nat.set_time(t1 + 60);
     const Outcome again = tcp.out(kSyn);
@@ -212,7 +224,7 @@ TEST_F(Timeouts, Rfc7857Sec2_RstOnOneOfTwoSessionsStillLetsTheMappingExpire)
     ASSERT_TRUE(forwarded(nat.out(tcp_packet(kSub1, kX, kRemote2, kY, kSyn))));
     nat.set_time(t0 + 10);
     ASSERT_TRUE(forwarded(tcp.out(kRst)));
-    const Tick end = t0 + 10 + 240; // Y1 transitory after the RST; Y2 ended at t0+240
+    const Tick end = gone_at(t0 + 10, kTransitory); // Y1 transitory after the RST; Y2 gone at t0+241
     EXPECT_FALSE(tcp.expired_at(end - 1));
     EXPECT_TRUE(tcp.expired_at(end));
     nat.set_time(end);
@@ -238,8 +250,8 @@ TEST_F(Timeouts, OutboundNonSynWithoutMappingCreatesOneWithTransitoryTimeout)
     const Tick t0 = nat.now();
     ASSERT_TRUE(forwarded(tcp.out(kAck | kPsh)));
     ASSERT_NE(tcp.idx(), kNoMapping);
-    EXPECT_FALSE(tcp.expired_at(t0 + 239));
-    EXPECT_TRUE(tcp.expired_at(t0 + 240));
+    EXPECT_FALSE(tcp.expired_at(last_alive(t0, kTransitory)));
+    EXPECT_TRUE(tcp.expired_at(gone_at(t0, kTransitory)));
 }
 
 // ------------------------------------------------------------- UDP / ICMP
@@ -251,8 +263,8 @@ TEST_F(Timeouts, Rfc4787Req5_UdpMappingLivesThreeHundredSeconds)
     const uint16_t ep = nat.open_udp(kSub1, 1000, kRemote1, 5000);
     ASSERT_NE(ep, 0);
     const uint32_t idx = nat.mapping_of(kSub1, 1000, L4::Udp);
-    EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 299));
-    EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 300));
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0, kUdp)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0, kUdp)));
     nat.set_time(t0 + 295); // REQ-5c probe
     EXPECT_TRUE(forwarded(nat.in(udp_packet(kRemote1, 5000, nat.cfg.pool[0], ep))));
 }
@@ -262,7 +274,8 @@ TEST_F(Timeouts, Rfc4787Req5_UdpInboundAfterTimeoutIsNoMapping)
     Nat nat(small_config());
     const Tick t0 = nat.now();
     const uint16_t ep = nat.open_udp(kSub1, 1000, kRemote1, 5000);
-    nat.set_time(t0 + 300);
+    ASSERT_NE(ep, 0);
+    nat.set_time(gone_at(t0, kUdp));
     EXPECT_TRUE(dropped(nat.in(udp_packet(kRemote1, 5000, nat.cfg.pool[0], ep)), Drop::NoMapping));
 }
 
@@ -276,8 +289,8 @@ TEST_F(Timeouts, Rfc4787Req6_OutboundRefreshesAndKeepsThePort)
         EXPECT_EQ(nat.open_udp(kSub1, 1000, kRemote1, 5000), ep) << "at +" << t;
     }
     const uint32_t idx = nat.mapping_of(kSub1, 1000, L4::Udp);
-    EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 899));
-    EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 900));
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0 + 600, kUdp)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0 + 600, kUdp)));
 }
 
 TEST_F(Timeouts, MappingLivesWhileAnySessionLives)
@@ -288,11 +301,15 @@ TEST_F(Timeouts, MappingLivesWhileAnySessionLives)
     nat.set_time(t0 + 100);
     ASSERT_NE(nat.open_udp(kSub1, 1000, kRemote2, 5000), 0);
     const uint32_t idx = nat.mapping_of(kSub1, 1000, L4::Udp);
-    EXPECT_FALSE(nat.tr.mapping_expired(idx, t0 + 300));
-    EXPECT_EQ(nat.tr.expire(t0 + 300, nat.tr.table().capacity()), 0u);
+    const uint32_t cap = nat.tr.table().capacity();
+    EXPECT_EQ(nat.tr.expire(last_alive(t0, kUdp), cap), 0u);
+    EXPECT_EQ(nat.tr.table().session_count(idx), 2u) << "the Y1 session was swept before its time";
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, gone_at(t0, kUdp)));
+    EXPECT_EQ(nat.tr.expire(gone_at(t0, kUdp), cap), 0u);
     EXPECT_EQ(nat.mapping_of(kSub1, 1000, L4::Udp), idx);
     EXPECT_EQ(nat.tr.table().session_count(idx), 1u) << "the Y1 session should be swept";
-    EXPECT_TRUE(nat.tr.mapping_expired(idx, t0 + 400));
+    EXPECT_FALSE(nat.tr.mapping_expired(idx, last_alive(t0 + 100, kUdp)));
+    EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0 + 100, kUdp)));
 }
 
 // ------------------------------------------------------ expiry and release
@@ -308,10 +325,10 @@ TEST_F(Timeouts, ExpireReleasesTheMappingAndQuarantinesThePort)
     ASSERT_EQ(b, 50001);
     ASSERT_EQ(c, 50002);
     const uint32_t cap = nat.tr.table().capacity();
-    EXPECT_EQ(nat.tr.expire(t0 + 299, cap), 0u) << "released before its time";
+    EXPECT_EQ(nat.tr.expire(last_alive(t0, kUdp), cap), 0u) << "released before its time";
     EXPECT_EQ(nat.tr.table().mapping_count(), 3u);
 
-    const Tick t1 = t0 + 300;
+    const Tick t1 = gone_at(t0, kUdp);
     nat.set_time(t1);
     EXPECT_EQ(nat.tr.expire(t1, cap), 2u);
     EXPECT_EQ(nat.tr.stats().mappings_released, 2u);
@@ -330,8 +347,13 @@ TEST_F(Timeouts, ExpireReleasesTheMappingAndQuarantinesThePort)
     EXPECT_NE(again, a);
     EXPECT_NE(again, b);
     EXPECT_EQ(again, 50003);
-    // After the quarantine the released ports are free again (at the back of the FIFO).
-    nat.set_time(t1 + nat.cfg.timeouts.quarantine);
+    // Quarantined through t1 + quarantine...
+    nat.set_time(last_quarantined(t1, nat.cfg.timeouts.quarantine));
+    EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
+    EXPECT_EQ(nat.tr.partition(0, L4::Udp).quarantined_count(), 2u);
+    EXPECT_EQ(nat.tr.partition(0, L4::Udp).free_count(), 16u - 2u - 2u);
+    // ...then the released ports are free again (at the back of the FIFO).
+    nat.set_time(free_at(t1, nat.cfg.timeouts.quarantine));
     EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
     EXPECT_EQ(nat.tr.partition(0, L4::Udp).quarantined_count(), 0u);
     EXPECT_EQ(nat.tr.partition(0, L4::Udp).free_count(), 16u - 2u);
@@ -342,7 +364,9 @@ TEST_F(Timeouts, ExpireWithASmallBudgetGetsThereInSteps)
     Nat nat(small_config());
     const Tick t0 = nat.now();
     for (uint16_t i = 0; i < 10; ++i) ASSERT_NE(nat.open_udp(kSub1, uint16_t(1000 + i)), 0);
-    const Tick t1 = t0 + 300;
+    for (uint32_t round = 0; round < nat.tr.table().capacity(); ++round)
+        ASSERT_EQ(nat.tr.expire(last_alive(t0, kUdp), 4), 0u) << "released before its time";
+    const Tick t1 = gone_at(t0, kUdp);
     uint32_t released = 0;
     for (uint32_t round = 0; round < nat.tr.table().capacity() && released < 10; ++round) {
         const uint32_t n = nat.tr.expire(t1, 4);
@@ -360,8 +384,8 @@ TEST_F(Timeouts, ExpiryOfATcpMappingAfterRst)
     ASSERT_NO_FATAL_FAILURE(tcp.establish());
     const Tick t1 = nat.now();
     ASSERT_TRUE(forwarded(tcp.out(kRst)));
-    EXPECT_EQ(nat.tr.expire(t1 + 239, nat.tr.table().capacity()), 0u);
-    EXPECT_EQ(nat.tr.expire(t1 + 240, nat.tr.table().capacity()), 1u);
+    EXPECT_EQ(nat.tr.expire(last_alive(t1, kTransitory), nat.tr.table().capacity()), 0u);
+    EXPECT_EQ(nat.tr.expire(gone_at(t1, kTransitory), nat.tr.table().capacity()), 1u);
     EXPECT_EQ(nat.tr.partition(0, L4::Tcp).quarantined_count(), 1u);
 }
 

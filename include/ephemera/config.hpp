@@ -50,7 +50,10 @@ struct NatConfig {
     uint32_t max_extra_sessions = 1u << 16; // per worker: sessions beyond a mapping's first
     uint32_t max_sessions_per_mapping = 1024; // RFC 6888 REQ-5
     uint32_t max_ports_per_subscriber = 0;    // RFC 6888 REQ-4, all protocols together; 0: no limit
-    uint32_t max_subscribers = 1u << 16;      // per worker, when a port limit is set
+    uint32_t max_subscribers = 1u << 16;      // per worker, when a port limit or port blocks are set
+    uint32_t port_block_size = 0;             // ports per block (port-block mode); 0: one port at a time
+    uint32_t max_blocks_per_subscriber = 8;   // port-block mode: blocks one subscriber may hold
+    uint32_t max_static_mappings = 1024;      // port forwards (ephemeractl static), for the gateway
 };
 
 // A configuration value that cannot be used. what() names the key and the value.

@@ -63,7 +63,9 @@ struct alignas(64) Mapping {
     Tick expires;          // no session of this mapping outlives this second
     Tick created;
     SessionState first;
-    uint8_t pad1[8];
+    uint32_t block;        // port-block mode: the block the port came from
+    uint8_t is_static;     // a static mapping (port forward): never expires
+    uint8_t pad1[3];
 };
 static_assert(sizeof(Mapping) == 64);
 

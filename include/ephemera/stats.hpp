@@ -21,6 +21,7 @@ enum class Drop : uint8_t {
     Unsupported,     // not IPv4, an L4 protocol or ICMP type we do not translate
     WrongWorker,     // the external port belongs to another worker's partition
     SubscriberLimit, // the subscriber holds its maximum of ports (RFC 6888 REQ-4)
+    NoNeighbor,      // a static mapping's inside host has not answered ARP yet
     Count
 };
 inline constexpr unsigned kDropCount = unsigned(Drop::Count);

@@ -19,7 +19,9 @@ struct rte_ring;
 #include "ephemera/mapping_event.hpp"
 #include "ephemera/pool.hpp"
 #include "ephemera/port_allocator.hpp"
+#include "ephemera/port_blocks.hpp"
 #include "ephemera/session_table.hpp"
+#include "ephemera/static_table.hpp"
 #include "ephemera/stats.hpp"
 #include "ephemera/subscriber_table.hpp"
 
@@ -56,7 +58,18 @@ public:
     void set_event_ring(rte_ring* ring) { events_ = ring; }
     void set_event_time(uint64_t unix_ms) { event_ms_ = unix_ms; }
 
+    // Static mappings: the gateway's table, read for inbound packets to ports
+    // outside the dynamic range. Null: none.
+    void set_statics(const StaticTable* statics) { statics_ = statics; }
+    const StaticTable* statics() const { return statics_; }
+
     // --- control plane (never per packet) ---
+    // Creates the static mapping `s` describes (this worker owns s.in_addr).
+    // It never expires and admits inbound traffic in every filtering mode.
+    enum class StaticResult : uint8_t { Ok, InsideTaken, NotInPool, TableFull };
+    StaticResult add_static(const StaticSlot& s, Tick now, uint32_t& index);
+    // Ends a static mapping: its sessions go; its port is no one's to reuse.
+    void remove_static(uint32_t index, Tick now);
     // Visits up to `budget` mapping slots from a rolling cursor, ends expired
     // sessions and releases mappings left without one. Returns mappings released.
     uint32_t expire(Tick now, uint32_t budget);
@@ -83,6 +96,12 @@ public:
     const Pool& pool() const { return pool_; }
     const PortLayout& layout() const { return layout_; }
     unsigned worker() const { return worker_; }
+    // Port-block mode only (nat.port_block_size): the blocks; null otherwise.
+    PortBlocks* blocks() { return blocks_.get(); }
+    const PortBlocks* blocks() const { return blocks_.get(); }
+    // Free, quarantined and in-use ports of this worker on (pool address,
+    // protocol), whichever way ports are handed out.
+    PortBlocks::Use port_use(unsigned pool_index, L4 l4, Tick now);
     PortPartition& partition(unsigned pool_index, L4 l4) { return parts_[part_index(pool_index, l4)]; }
     const PortPartition& partition(unsigned pool_index, L4 l4) const { return parts_[part_index(pool_index, l4)]; }
     // The live mapping holding (pool address, port) for l4, or kNoMapping.
@@ -107,6 +126,10 @@ private:
     void rewrite_outbound(rte_mbuf* m, const Parsed& p, const Mapping& map);
     void rewrite_inbound(rte_mbuf* m, const Parsed& p, const Mapping& map);
     void emit(MappingEventType type, const Mapping& map);
+    bool static_neighbor(Mapping& map, uint32_t slot);
+    void emit_block(MappingEventType type, uint32_t block, uint32_t subscriber);
+    bool allocate_port(const Parsed& p, unsigned pool_index, Tick now, uint16_t& port, uint32_t& block, Drop& why);
+    void release_port(uint32_t subscriber, unsigned pool_index, L4 l4, uint16_t port, uint32_t block, Tick now);
 
     Timeouts timeouts_;
     FilteringMode filtering_;
@@ -119,6 +142,8 @@ private:
     SessionTable table_;
     std::vector<PortPartition> parts_; // [l4][pool index]
     std::unique_ptr<SubscriberTable> subscribers_; // only with a per-subscriber limit
+    std::unique_ptr<PortBlocks> blocks_;           // only in port-block mode
+    const StaticTable* statics_ = nullptr;
     rte_ether_addr out_src_{}, out_dst_{}, in_src_{};
     uint32_t sweep_cursor_ = 0;
     rte_ring* events_ = nullptr;

@@ -4,7 +4,7 @@ count, runs every check of test_gateway.py, prints a summary, and tears the lab 
 down) whatever happens: a failing check, an exception, SIGINT/SIGTERM/SIGHUP (meson's timeout),
 or the interpreter exiting (atexit).
 
-    tests/e2e/run_e2e.py [--suite gateway|control] [--gateway ephemera|linux] [--workers N]
+    tests/e2e/run_e2e.py [--suite gateway|control|blocks] [--gateway ephemera|linux] [--workers N]
                          [--build DIR] [-k PATTERN] [--keep] [--no-huge]
 
 --suite control runs test_control.py instead (ephemera, one worker): the lab comes up with
@@ -12,6 +12,10 @@ its own configuration, scripts/lab-config.toml.in rendered like scripts/lab rend
 then given short timeouts (udp/icmp/tcp_transitory 2 s, tcp_established 4 s, quarantine
 3 s), 8 ports (50000-50007) without shuffling, a mapping log, an IPFIX collector address
 and a metrics endpoint (CONTROL_CONFIG below), passed as scripts/lab up --config FILE.
+
+--suite blocks runs test_blocks.py the same way (ephemera, one worker) with BLOCKS_CONFIG:
+port-block mode (32 ports 50000-50031 without shuffling, blocks of 4, at most 2 blocks and 9
+ports per subscriber), short timeouts, a mapping log and an IPFIX collector address.
 
 As root (meson test --suite e2e, via scripts/test, is how CI runs it). Exit status: 0 all
 passed, 1 something failed, 77 (meson's "skipped") when not root.
@@ -26,6 +30,7 @@ import re
 import resource
 import shutil
 import signal
+import fcntl
 import subprocess
 import sys
 import tempfile
@@ -41,6 +46,7 @@ sys.path.insert(0, str(HERE))
 
 _teardown_done = False
 _keep = False
+_lab_lock = None
 
 # --suite control: what the control-plane tests need on top of the lab's template.
 CONTROL_CONFIG = {
@@ -49,7 +55,17 @@ CONTROL_CONFIG = {
     "log": {"file": "/run/ephemera-lab/mappings.log", "ipfix_collector": "127.0.0.1:4739"},
     "metrics": {"listen": "127.0.0.1:9469"},
 }
+# --suite blocks: port-block mode and the per-subscriber limits (test_blocks.py's docstring
+# says why these numbers: both limits, and every block behaviour, in one lab run).
+BLOCKS_CONFIG = {
+    "nat": {"ports": "50000-50031", "randomize_ports": False, "port_block_size": 4,
+            "max_blocks_per_subscriber": 2, "max_ports_per_subscriber": 9, "icmp_on_limit": True},
+    "timeouts": {"udp": 2, "icmp": 2, "tcp_transitory": 2, "tcp_established": 30, "quarantine": 3},
+    "log": {"file": "/run/ephemera-lab/mappings.log", "ipfix_collector": "127.0.0.1:4739"},
+}
+SUITE_CONFIGS = {"control": CONTROL_CONFIG, "blocks": BLOCKS_CONFIG}
 DPDK_PREFIX = "ephemera-lab"
+LAB_LOCK = "/tmp/ephemera-lab.lock"
 
 
 def log(msg: str) -> None:
@@ -96,10 +112,11 @@ def _free_hugepages() -> int:
         return 0
 
 
-def render_control_config(workers: int, no_huge: bool) -> str:
+def render_control_config(workers: int, no_huge: bool, config: dict | None = None) -> str:
     """scripts/lab-config.toml.in rendered as scripts/lab renders it (EAL arguments, lcores,
-    workers), then every key of CONTROL_CONFIG set in its section (replaced where the template
-    has it, added otherwise). Checked by parsing it back."""
+    workers), then every key of config (CONTROL_CONFIG unless given) set in its section
+    (replaced where the template has it, added otherwise). Checked by parsing it back."""
+    config = CONTROL_CONFIG if config is None else config
     if no_huge:
         eal = ["--no-huge", "-m", "512"]
     else:
@@ -109,7 +126,7 @@ def render_control_config(workers: int, no_huge: bool) -> str:
     text = text.replace("@EAL_ARGS@", ", ".join(_toml_value(a) for a in eal))
     text = text.replace("@LCORES@", _lcores(workers)).replace("@WORKERS@", str(workers))
     out: list[str] = []
-    pending = {sec: dict(keys) for sec, keys in CONTROL_CONFIG.items()}
+    pending = {sec: dict(keys) for sec, keys in config.items()}
     section = None
 
     def close_section():
@@ -138,7 +155,7 @@ def render_control_config(workers: int, no_huge: bool) -> str:
         out += ["", f"[{sec}]"] + [f"{k} = {_toml_value(v)}" for k, v in keys.items()]
     rendered = "\n".join(out) + "\n"
     parsed = tomllib.loads(rendered)
-    for sec, keys in CONTROL_CONFIG.items():
+    for sec, keys in config.items():
         for k, v in keys.items():
             if parsed.get(sec, {}).get(k) != v:
                 raise RuntimeError(f"rendering the control configuration: [{sec}] {k} is "
@@ -191,8 +208,9 @@ class TimedResult(unittest.TextTestResult):
 def main() -> int:
     global _keep
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=["gateway", "control"], default="gateway",
-                    help="test_gateway.py (default) or test_control.py (its own lab configuration)")
+    ap.add_argument("--suite", choices=["gateway", "control", "blocks"], default="gateway",
+                    help="test_gateway.py (default), test_control.py or test_blocks.py (each of "
+                         "the last two with its own lab configuration)")
     ap.add_argument("--gateway", choices=["ephemera", "linux"], default="ephemera")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--build", default=str(REPO / "build"), help="meson build dir (DIR/control/ephemera)")
@@ -202,11 +220,14 @@ def main() -> int:
     args = ap.parse_args()
     _keep = args.keep
     what = f"gateway={args.gateway} workers={args.workers}"
-    control = args.suite == "control"
+    # control and blocks: ephemera with a configuration of their own (SUITE_CONFIGS)
+    control = args.suite in SUITE_CONFIGS
+    suite_config = SUITE_CONFIGS.get(args.suite)
     if control:
-        what = f"control plane, gateway=ephemera workers={args.workers}"
+        what = {"control": "control plane", "blocks": "port blocks and subscriber limits"}[args.suite]
+        what = f"{what}, gateway=ephemera workers={args.workers}"
         if args.gateway != "ephemera" or args.workers != 1:
-            log("--suite control runs ephemera with one worker (its port partition is the 8-port range)")
+            log(f"--suite {args.suite} runs ephemera with one worker (its port partition is the whole range)")
             return 2
 
     if os.geteuid() != 0:
@@ -229,6 +250,21 @@ def main() -> int:
     if soft < 8192:  # 1000 client + 1000 server sockets in this process
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
+    # The lab's names are fixed, so one lab at a time: the e2e suites, bench/compare-linux and
+    # a person's scripts/lab all take this lock (meson may start them side by side).
+    global _lab_lock  # held until the process exits, after the atexit tear-down
+    _lab_lock = lock = open(LAB_LOCK, "a")
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                log(f"the lab is busy ({LAB_LOCK} held for 10 minutes): giving up")
+                return 1
+            time.sleep(0.5)
+
     atexit.register(teardown)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
@@ -246,20 +282,23 @@ def main() -> int:
             # scripts/lab reserves hugepages and leaves the EAL arguments of a --config FILE
             # alone: ask for --in-memory only when enough of them are free already.
             no_huge = no_huge or _free_hugepages() < 256
-            fd, config_file = tempfile.mkstemp(prefix="ephemera-e2e-control-", suffix=".toml")
+            fd, config_file = tempfile.mkstemp(prefix=f"ephemera-e2e-{args.suite}-", suffix=".toml")
             with os.fdopen(fd, "w") as f:
-                f.write(render_control_config(args.workers, no_huge))
+                f.write(render_control_config(args.workers, no_huge, suite_config))
             extra = ["--config", config_file]
             # The IPFIX collector must listen before the gateway sends its first message (the
             # one with the template): it is opened in eph-gw as soon as scripts/lab makes the
             # namespace. A lab already up is taken down first (up would anyway: other config).
             if Path("/run/netns/eph-gw").exists():
                 subprocess.run([str(LAB), "down"], stdin=subprocess.DEVNULL, timeout=60)
-            import test_control
-            collector_thread = test_control.start_collector_before_gateway()
-            log(f"control configuration ({config_file}): " +
+            if args.suite == "blocks":
+                import test_blocks as collector_module
+            else:
+                import test_control as collector_module
+            collector_thread = collector_module.start_collector_before_gateway()
+            log(f"{args.suite} configuration ({config_file}): " +
                 "; ".join(f"[{s}] " + ", ".join(f"{k}={v}" for k, v in keys.items())
-                          for s, keys in CONTROL_CONFIG.items()))
+                          for s, keys in suite_config.items()))
         cmd = [str(LAB), "up", "--no-build", "--no-demo", "--workers", str(args.workers),
                "--build", args.build] + (["--linux"] if args.gateway == "linux" else []) \
             + (["--no-huge"] if no_huge else []) + extra
@@ -272,7 +311,9 @@ def main() -> int:
             log(f"scripts/lab up failed (exit {up.returncode})")
         else:
             import labnet
-            if control:
+            if args.suite == "blocks":
+                import test_blocks as suite_module
+            elif control:
                 import test_control as suite_module
             else:
                 import test_gateway as suite_module
@@ -284,7 +325,7 @@ def main() -> int:
             if args.gateway == "ephemera" and not result.wasSuccessful():
                 log("gateway log (last lines):")
                 print(labnet.gateway_log_tail(60), flush=True)
-                mapping_log = Path(CONTROL_CONFIG["log"]["file"])
+                mapping_log = Path(suite_config["log"]["file"]) if control else None
                 if control and mapping_log.exists():
                     log(f"mapping log {mapping_log} (last lines):")
                     print("\n".join(mapping_log.read_text(errors="replace").splitlines()[-40:]), flush=True)

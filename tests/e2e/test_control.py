@@ -626,7 +626,8 @@ class UdpMappingExpiry(unittest.TestCase):
     def test_udp_mapping_disappears_after_its_timeout_and_inbound_no_longer_reaches_inside(self):
         """100.64.0.2:40001 -> 203.0.113.2:9999: ephemeractl lists the mapping with the
         external endpoint the server saw; after the UDP timeout without traffic it is gone
-        (not much before: the daemon counts whole seconds, so more than timeout - 1 s), its
+        (never before: the daemon counts whole seconds and adds one, so a flow lives at
+        least its timeout and at most a second more, plus the scanner's period), its
         port is no longer counted in use, and datagrams from the server to the old external
         endpoint are dropped, never reaching eph-in."""
         ref = expired_reference_flow()
@@ -637,14 +638,14 @@ class UdpMappingExpiry(unittest.TestCase):
         self.assertEqual(1, len(ref.listed), f"ephemeractl mappings rows for {IN_IP}:{REF_INSIDE_PORT}: {ref.listed}")
         row = ref.listed[0]
         self.assertEqual(("udp", ext), (row["protocol"], row["external"]), row)
-        self.assertLessEqual(row["expires_in"], udp, row)
+        self.assertLessEqual(row["expires_in"], udp + 1, row)  # whole seconds, plus the one the packet came in
         self.assertTrue(ref.reply_delivered, "the server's answer did not reach the inside while the mapping was live")
         self.assertIsNotNone(ref.gone_after_s,
                              f"the mapping was still listed {udp + 4} s after its last packet (udp timeout {udp} s)")
-        self.assertGreaterEqual(ref.gone_after_s, udp - 1.1,
+        self.assertGreaterEqual(ref.gone_after_s, udp - 0.1,
                                 f"the mapping went {ref.gone_after_s:.2f} s after its last packet, "
                                 f"before its {udp} s timeout")
-        self.assertLessEqual(ref.gone_after_s, udp + 2.5)
+        self.assertLessEqual(ref.gone_after_s, udp + 3.0)
         self.assertIsNotNone(ref.released_after_s,
                              f"{ext} still counted in use by ephemeractl ports 3 s after the mapping expired")
         self.assertEqual([], ref.late_inbound,
@@ -766,7 +767,12 @@ class Ipfix(unittest.TestCase):
                 "nowhere, the next is due after 100 messages or 60 s)") if _collector_late else ""
         self.assertTrue(dec.templates, f"no template set received in {len(dec.headers)} messages, "
                                        f"{dec.undecodable} data sets undecodable{late}")
+        mapping_templates = {k: f for k, f in dec.templates.items() if k[1] == 256}
+        self.assertTrue(mapping_templates, f"no mapping template (256): {list(dec.templates)}")
         for key, fields in dec.templates.items():
+            ies = {ie for ie, ent, _ in fields if ent is None}
+            self.assertFalse({11, 12, 226, 228} & ies, f"template {key} carries a destination: {fields}")
+        for key, fields in mapping_templates.items():
             ies = {ie for ie, ent, _ in fields if ent is None}
             self.assertTrue({323, 230, 4, 8, 7, 225, 227} <= ies, f"template {key}: {fields}")
             self.assertFalse({11, 12, 226, 228} & ies, f"template {key} carries a destination: {fields}")
@@ -856,8 +862,9 @@ class PortReuse(unittest.TestCase):
         released5 = self.wait_released(flows, 42005, pool, in_use=5)
         self.assert_ports(pool, 2, 1, 5, f"{ports[5][1]} just released")
         back5 = self.wait_free(pool, 3, 5, released5)
-        self.assertGreaterEqual(back5, q - 1.5, f"{ports[5][1]} was free {back5:.2f} s after release (quarantine {q} s)")
-        self.assertLessEqual(back5, q + 1.5, f"{ports[5][1]} was free {back5:.2f} s after release (quarantine {q} s)")
+        # At least the quarantine (RFC 6888 REQ-8), less only the poll that saw the release late.
+        self.assertGreaterEqual(back5, q - POLL_S - 0.1, f"{ports[5][1]} was free {back5:.2f} s after release (quarantine {q} s)")
+        self.assertLessEqual(back5, q + 2.0, f"{ports[5][1]} was free {back5:.2f} s after release (quarantine {q} s)")
 
         # The never-used ports first, then the freed one.
         got = [flows.open(42010 + i) for i in (1, 2, 3)]
@@ -1076,11 +1083,113 @@ class SessionsTable(unittest.TestCase):
         proto, inside, external, remote, state, expires_in, worker = rows[0]
         self.assertEqual(("tcp", f"{IN_IP}:40007", f"{peer[0]}:{peer[1]}", f"{OUT_IP}:47107", "established"),
                          (proto, inside, external, remote, state), text)
-        self.assertLessEqual(int(expires_in), TIMEOUTS["tcp_established"], text)
+        self.assertLessEqual(int(expires_in), TIMEOUTS["tcp_established"] + 1, text)
         note(f"sessions: {inside} -> {external} -> {remote} {state} (expires in {expires_in} s)")
 
 
-ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable]
+class StaticMappings(unittest.TestCase):
+    """ephemeractl static add|del|list: a port forward from a pool address to a server in
+    eph-in that has never sent anything (the gateway finds its MAC by ARP)."""
+
+    EXT_POOL = "198.51.100.1"
+    EXT_PORT = 8081          # outside the dynamic range 50000-50007
+    INSIDE_PORT = 8080
+
+    def connect_from_outside(self, timeout: float) -> tuple[socket.socket | None, str]:
+        client = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_STREAM)
+        client.settimeout(timeout)
+        try:
+            client.connect((self.EXT_POOL, self.EXT_PORT))
+            return client, ""
+        except OSError as e:
+            client.close()
+            return None, str(e)
+
+    def static_rows(self) -> list[list[str]]:
+        text = ctl("static", "list").stdout
+        lines = text.splitlines()
+        self.assertEqual(["protocol", "external", "inside", "inside_mac", "worker"], lines[0].split(), text)
+        return [l.split() for l in lines[1:] if l.strip()]
+
+    def test_port_forward_reaches_an_inside_server_and_ends_with_del(self):
+        """Before: a connection from eph-out to 198.51.100.1:8081 gets nowhere. After
+        `static add tcp 100.64.0.2:8080 198.51.100.1:8081` it reaches the server in eph-in, which
+        sees the real client address (only the destination is translated); data flows both
+        ways; `static list` shows the mapping with the server's MAC; the mapping log has its
+        create line. After `static del` new connections get nowhere again, the list is empty
+        and the log has the delete line."""
+        listener = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((IN_IP, self.INSIDE_PORT))
+        listener.listen(4)
+        listener.settimeout(8)
+        ext = f"{self.EXT_POOL}:{self.EXT_PORT}"
+        inside = f"{IN_IP}:{self.INSIDE_PORT}"
+
+        before, why = self.connect_from_outside(1.5)
+        self.assertIsNone(before, "a connection to the pool reached the inside with no static mapping")
+        self.addCleanup(lambda: ctl("static", "del", "tcp", ext, check=False))
+        added = ctl("static", "add", "tcp", inside, ext)
+        self.assertIn(ext, added.stdout)
+
+        client, why = self.connect_from_outside(8)  # the first SYN may wait for ARP
+        self.assertIsNotNone(client, f"connection to {ext} after static add: {why}; stats drops: "
+                                     f"{ctl_stats().get('drops')}")
+        self.addCleanup(client.close)
+        conn, peer = listener.accept()
+        self.addCleanup(conn.close)
+        conn.settimeout(3)
+        self.assertEqual(OUT_IP, peer[0], "the server must see the client's own address")
+        client.sendall(b"ping")
+        self.assertEqual(b"ping", conn.recv(100))
+        conn.sendall(b"pong")
+        self.assertEqual(b"pong", client.recv(100))
+        self.assertEqual((self.EXT_POOL, self.EXT_PORT), client.getpeername())
+
+        rows = self.static_rows()
+        self.assertEqual(1, len(rows), rows)
+        proto, external, inside_seen, mac, worker = rows[0]
+        self.assertEqual(("tcp", ext, inside), (proto, external, inside_seen))
+        self.assertRegex(mac, r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$", f"the server's MAC: {rows}")
+        as_json = ctl_json("static", "list")
+        self.assertEqual([ext], as_json["external"])
+
+        conn.close()
+        client.close()
+        ctl("static", "del", "tcp", ext)
+        self.assertEqual([], self.static_rows())
+        after, _ = self.connect_from_outside(1.5)
+        self.assertIsNone(after, "a connection reached the inside after static del")
+        lines = [l for l in read_mapping_log() if f"inside={inside}" in l and ext in l]
+        kinds = [l.split()[2] for l in lines]
+        self.assertEqual(["create", "delete"], kinds, "\n".join(lines))
+        note(f"static: {ext} -> {inside} (MAC {mac}, worker {worker}), forwarded, then deleted")
+
+    def test_static_add_refuses_bad_requests_with_a_reason(self):
+        """A port inside the dynamic range, an inside host off the inside subnet, an address
+        that is not in the pool, a duplicate: each refused with a reason naming it."""
+        ext = f"{self.EXT_POOL}:{self.EXT_PORT + 1}"
+        cases = [
+            (("tcp", f"{IN_IP}:80", f"{self.EXT_POOL}:50003"), "dynamic range"),
+            (("tcp", "100.65.0.2:80", ext), "inside subnet"),
+            (("tcp", f"{IN_IP}:80", "203.0.113.9:8082"), "not a pool address"),
+            (("icmp", f"{IN_IP}:80", ext), ""),
+        ]
+        for args, reason in cases:
+            p = ctl("static", "add", *args, check=False)
+            self.assertNotEqual(0, p.returncode, f"static add {args} was accepted")
+            self.assertIn(reason, p.stderr, f"static add {args}: {p.stderr}")
+        self.addCleanup(lambda: ctl("static", "del", "udp", ext, check=False))
+        ctl("static", "add", "udp", f"{IN_IP}:5353", ext)
+        dup = ctl("static", "add", "udp", f"{IN_IP}:5354", ext, check=False)
+        self.assertEqual(1, dup.returncode, dup.stderr)
+        self.assertIn("already forwarded", dup.stderr)
+        missing = ctl("static", "del", "udp", f"{self.EXT_POOL}:9", check=False)
+        self.assertEqual(1, missing.returncode, missing.stderr)
+
+
+ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
