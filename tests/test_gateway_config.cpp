@@ -93,6 +93,31 @@ lcores = "0@0,1@1"
     EXPECT_EQ(g.lcores, "0@0,1@1");
 }
 
+TEST(GatewayConfig, PortBlockAndStaticKeysAreRead)
+{
+    const GatewayConfig g = parse_gateway_config(kMinimal + R"(
+port_block_size = 64
+max_blocks_per_subscriber = 4
+max_static_mappings = 16
+)", "lab.toml");
+    EXPECT_EQ(g.nat.port_block_size, 64u);
+    EXPECT_EQ(g.nat.max_blocks_per_subscriber, 4u);
+    EXPECT_EQ(g.nat.max_static_mappings, 16u);
+}
+
+TEST(GatewayConfig, BadPortBlockValuesNameTheKey)
+{
+    // 49152-65535 over 4 workers: 4096 ports each.
+    const std::string big = error_of(kMinimal + "port_block_size = 5000\n[dataplane]\nworkers = 4\n");
+    EXPECT_NE(big.find("port_block_size"), std::string::npos) << big;
+    EXPECT_NE(big.find("4096"), std::string::npos) << big;
+    EXPECT_NE(error_of(kMinimal + "port_block_size = 8\nport_parity = true\n").find("port_parity"),
+              std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "max_blocks_per_subscriber = 0\n").find("max_blocks_per_subscriber"),
+              std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "max_static_mappings = 0\n").find("max_static_mappings"), std::string::npos);
+}
+
 TEST(GatewayConfig, UnknownKeyIsAnErrorNamingIt)
 {
     EXPECT_NE(error_of(kMinimal + "[timeouts]\nudp_timeout = 30\n").find("timeouts.udp_timeout"), std::string::npos);
