@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <exception>
 #include <fstream>
 #include <memory>
@@ -730,7 +731,10 @@ int main(int argc, char** argv)
     g_established.reset();
     g_churn.reset();
     rte_mempool_free(g_mbufs);
+    const std::string runtime_dir = rte_eal_get_runtime_dir(); // per-run prefix: nothing to keep
     rte_eal_cleanup();
+    std::error_code ignored;
+    std::filesystem::remove_all(runtime_dir, ignored);
     if (ran == 0) std::fprintf(stderr, "ephemera-microbench: no benchmark matched the filter\n");
     return g_failed || ran == 0 ? 1 : 0;
 }

@@ -2,6 +2,7 @@
 // without hugepages, PCI or shared config, so tests run anywhere, as many at
 // once as meson likes (each process has its own --file-prefix).
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,10 @@ int main(int argc, char** argv)
     ephtest::mbuf_pool(); // created once, before any test counts its mbufs
 
     const int rc = RUN_ALL_TESTS();
+    // Each run has its own prefix: its runtime directory would only pile up.
+    const std::string runtime_dir = rte_eal_get_runtime_dir();
     rte_eal_cleanup();
+    std::error_code ignored;
+    std::filesystem::remove_all(runtime_dir, ignored);
     return rc;
 }
