@@ -1,10 +1,34 @@
 #include "gateway_stats.hpp"
 
+#include <rte_ethdev.h>
+
 #include "../dataplane/gateway_worker.hpp"
 
 namespace ephemera {
 
 namespace {
+
+// What the ports themselves count: packets the NIC (or the kernel ring under
+// af_xdp/af_packet) dropped before a worker saw them, which no worker counter
+// can show.
+nlohmann::json nic_counters(const std::vector<std::unique_ptr<Worker>>& workers)
+{
+    nlohmann::json missed = nlohmann::json::object(), rx_errors = nlohmann::json::object(),
+                   tx_errors = nlohmann::json::object(), no_mbuf = nlohmann::json::object();
+    if (!workers.empty()) {
+        const GatewayShared& sh = workers.front()->shared();
+        const char* names[2] = {"inside", "outside"};
+        for (unsigned p = 0; p < 2; ++p) {
+            rte_eth_stats st{};
+            if (rte_eth_stats_get(sh.port[p], &st) != 0) continue;
+            missed[names[p]] = st.imissed;
+            rx_errors[names[p]] = st.ierrors;
+            tx_errors[names[p]] = st.oerrors;
+            no_mbuf[names[p]] = st.rx_nombuf;
+        }
+    }
+    return {{"missed", missed}, {"rx_errors", rx_errors}, {"tx_errors", tx_errors}, {"rx_no_mbuf", no_mbuf}};
+}
 
 nlohmann::json log_counters(const std::vector<std::unique_ptr<Worker>>& workers)
 {
@@ -94,6 +118,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"parity_fallbacks", nat.parity_fallbacks},
         {"events_lost", nat.events_lost},
         {"log", log_counters(workers)},
+        {"nic", nic_counters(workers)},
         {"workers", workers.size()},
     };
 }

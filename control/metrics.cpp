@@ -77,6 +77,12 @@ const std::vector<Family>& families()
         {"ephemera_mapping_log_errors_total", "counter", "log.errors", {"sink"},
          "Mapping log output that failed: IPFIX messages the kernel refused (collector unreachable), "
          "failed writes to the log file (disk full)."},
+        {"ephemera_nic_missed_total", "counter", "nic.missed", {"port"},
+         "Packets the port dropped before a worker took them (RX ring full)."},
+        {"ephemera_nic_rx_errors_total", "counter", "nic.rx_errors", {"port"}, "Erroneous packets received (port)."},
+        {"ephemera_nic_tx_errors_total", "counter", "nic.tx_errors", {"port"}, "Failed transmissions (port)."},
+        {"ephemera_nic_rx_no_mbuf_total", "counter", "nic.rx_no_mbuf", {"port"},
+         "Receive failures for want of an mbuf (port)."},
         {"ephemera_handoff_total", "counter", "handoff", {"direction"},
          "Packets handed off to the worker owning their flow, by direction."},
         {"ephemera_handoff_full_drops_total", "counter", "handoff_full", {"direction"},

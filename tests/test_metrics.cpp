@@ -258,6 +258,21 @@ TEST(MetricsText, MappingLogEventsAndErrorsBySink)
     EXPECT_EQ(e.value("ephemera_mapping_log_errors_total", {{"sink", "file"}}), "34");
 }
 
+TEST(MetricsText, PortDropsArePerPort)
+{
+    json stats = sample_stats();
+    stats["nic"] = {{"missed", {{"inside", 41}, {"outside", 42}}},
+                    {"rx_errors", {{"inside", 43}, {"outside", 44}}},
+                    {"tx_errors", {{"inside", 45}, {"outside", 46}}},
+                    {"rx_no_mbuf", {{"inside", 47}, {"outside", 48}}}};
+    const Exposition e = parse_exposition(ephemera::prometheus_text(stats, nullptr));
+    EXPECT_EQ(e.value("ephemera_nic_missed_total", {{"port", "inside"}}), "41");
+    EXPECT_EQ(e.value("ephemera_nic_missed_total", {{"port", "outside"}}), "42");
+    EXPECT_EQ(e.value("ephemera_nic_rx_errors_total", {{"port", "outside"}}), "44");
+    EXPECT_EQ(e.value("ephemera_nic_tx_errors_total", {{"port", "inside"}}), "45");
+    EXPECT_EQ(e.value("ephemera_nic_rx_no_mbuf_total", {{"port", "outside"}}), "48");
+}
+
 TEST(MetricsText, EveryLineParsesAndEveryValueMatchesTheJson)
 {
     const json stats = sample_stats();
