@@ -225,6 +225,15 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         if (auto v = r.number("nat", "max_blocks_per_subscriber", 1, 1024)) n.max_blocks_per_subscriber = uint32_t(*v);
         if (auto v = r.number("nat", "max_static_mappings", 1, 65536)) n.max_static_mappings = uint32_t(*v);
         if (auto v = r.get<bool>("nat", "icmp_on_limit", "true or false")) g.icmp_on_limit = *v;
+        // Port forwards: checked in full when made at start (they need the pool,
+        // the inside subnet and the range); the shape is checked here.
+        for (const std::string& spec : r.strings("nat", "static")) {
+            std::istringstream in(spec);
+            std::string proto, inside, external, extra;
+            if (!(in >> proto >> inside >> external) || (in >> extra))
+                Reader::fail("nat.static", "\"" + spec + "\"", "expected \"PROTO INSIDE:PORT POOLADDR:PORT\"");
+            g.static_mappings.push_back(spec);
+        }
 
         const uint64_t month = 31ull * 24 * 3600;
         Timeouts& t = n.timeouts;

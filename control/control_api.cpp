@@ -349,30 +349,30 @@ std::string static_name(const StaticSlot& s)
     return format_ipv4(rte_be_to_cpu_32(s.pool_addr)) + ":" + std::to_string(s.ext_port) + "/" + to_string(s.l4);
 }
 
-// PROTO INSIDE:PORT POOL:PORT
-int cmd_static_add(const char*, const char* params, rte_tel_data* d)
+// Adds the static mapping "PROTO INSIDE:PORT POOLADDR:PORT": "" when done (with
+// `added` and `worker` set), else why not.
+std::string add_static(const std::vector<std::string>& w, std::string& added, unsigned& worker)
 {
-    const auto w = words(params);
-    if (w.size() != 3) return error_reply(d, "usage: /ephemera/static_add,PROTO INSIDE:PORT POOLADDR:PORT");
+    if (w.size() != 3) return "expected PROTO INSIDE:PORT POOLADDR:PORT";
     StaticSlot s;
     try {
         s.l4 = parse_static_proto(w[0]);
         std::tie(s.in_addr, s.in_port) = parse_endpoint(w[1], "inside");
         std::tie(s.pool_addr, s.ext_port) = parse_endpoint(w[2], "external");
     } catch (const std::exception& e) {
-        return error_reply(d, e.what());
+        return e.what();
     }
     const GatewayConfig& c = *g_ctx.config;
     const uint32_t in_host = rte_be_to_cpu_32(s.in_addr);
     const uint32_t mask = c.inside.prefix_len ? ~0u << (32 - c.inside.prefix_len) : 0;
     if ((in_host & mask) != (c.inside.address & mask) || in_host == c.inside.address)
-        return error_reply(d, "inside " + w[1] + ": not a host on the inside subnet " + format_ipv4(c.inside.address) +
+        return ("inside " + w[1] + ": not a host on the inside subnet " + format_ipv4(c.inside.address) +
                                   "/" + std::to_string(c.inside.prefix_len) + " (its MAC is found by ARP there)");
     if (g_ctx.shared->pool->index_of(s.pool_addr) == Pool::kNotInPool)
-        return error_reply(d, "external " + w[2] + ": " + format_ipv4(rte_be_to_cpu_32(s.pool_addr)) +
+        return ("external " + w[2] + ": " + format_ipv4(rte_be_to_cpu_32(s.pool_addr)) +
                                   " is not a pool address");
     if (s.ext_port >= c.nat.ports.first && s.ext_port <= c.nat.ports.last)
-        return error_reply(d, "external " + w[2] + ": port inside the dynamic range " +
+        return ("external " + w[2] + ": port inside the dynamic range " +
                                   std::to_string(c.nat.ports.first) + "-" + std::to_string(c.nat.ports.last) +
                                   " (static mappings take ports outside it)");
     s.worker = uint16_t(steer::subscriber_owner(s.in_addr, g_ctx.shared->workers));
@@ -381,12 +381,12 @@ int cmd_static_add(const char*, const char* params, rte_tel_data* d)
     StaticTable& table = *g_ctx.shared->statics;
     if (const int32_t taken = table.slot_of(s.pool_addr, s.ext_port, s.l4); taken >= 0) {
         const StaticSlot& t = table.slot(uint32_t(taken));
-        return error_reply(d, static_name(s) + " is already forwarded to " + format_ipv4(rte_be_to_cpu_32(t.in_addr)) +
+        return (static_name(s) + " is already forwarded to " + format_ipv4(rte_be_to_cpu_32(t.in_addr)) +
                                   ":" + std::to_string(t.in_port));
     }
     const int32_t slot = table.reserve(s);
     if (slot < 0)
-        return error_reply(d, "the static mapping table is full (nat.max_static_mappings = " +
+        return ("the static mapping table is full (nat.max_static_mappings = " +
                                   std::to_string(table.capacity()) + ")");
     auto* q = new Query();
     q->kind = Query::Kind::StaticAdd;
@@ -395,7 +395,7 @@ int cmd_static_add(const char*, const char* params, rte_tel_data* d)
     if (a == nullptr) {
         // The worker may still make it later: leave the slot reserved rather
         // than reuse it under a mapping we did not see created.
-        return error_reply(d, "worker " + std::to_string(s.worker) + " did not answer");
+        return ("worker " + std::to_string(s.worker) + " did not answer");
     }
     const Translator::StaticResult r = a->static_result;
     const uint32_t mapping = a->mapping;
@@ -403,16 +403,27 @@ int cmd_static_add(const char*, const char* params, rte_tel_data* d)
     if (r != Translator::StaticResult::Ok) {
         table.release(uint32_t(slot));
         if (r == Translator::StaticResult::InsideTaken)
-            return error_reply(d, "inside " + w[1] + "/" + w[0] +
+            return ("inside " + w[1] + "/" + w[0] +
                                       " has a dynamic mapping now: add the static one when it has expired");
-        return error_reply(d, "the mapping table of worker " + std::to_string(s.worker) + " is full");
+        return ("the mapping table of worker " + std::to_string(s.worker) + " is full");
     }
     table.set_mapping(uint32_t(slot), mapping);
     table.publish(uint32_t(slot));
     resolve_static_neighbors_locked();
+    added = static_name(s) + " -> " + w[1];
+    worker = s.worker;
+    return "";
+}
+
+int cmd_static_add(const char*, const char* params, rte_tel_data* d)
+{
+    std::string added;
+    unsigned worker = 0;
+    const std::string why = add_static(words(params), added, worker);
+    if (!why.empty()) return error_reply(d, why + " (usage: /ephemera/static_add,PROTO INSIDE:PORT POOLADDR:PORT)");
     rte_tel_data_start_dict(d);
-    rte_tel_data_add_dict_string(d, "added", (static_name(s) + " -> " + w[1]).c_str());
-    rte_tel_data_add_dict_u64(d, "worker", s.worker);
+    rte_tel_data_add_dict_string(d, "added", added.c_str());
+    rte_tel_data_add_dict_u64(d, "worker", worker);
     return 0;
 }
 
@@ -478,6 +489,13 @@ int cmd_static_list(const char*, const char*, rte_tel_data* d)
 }
 
 } // namespace
+
+std::string add_static_mapping(const std::string& spec)
+{
+    std::string added;
+    unsigned worker = 0;
+    return add_static(words(spec.c_str()), added, worker);
+}
 
 void resolve_static_neighbors_locked()
 {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -23,6 +24,10 @@ void register_control_api(const GatewayConfig& config, GatewayShared& shared,
 // exact and race-free): [{"pool", "protocol", "worker", "free", "quarantined",
 // "in_use"}], the shape prometheus_text() takes. Needs register_control_api().
 nlohmann::json port_use();
+
+// Adds a static mapping, "PROTO INSIDE:PORT POOLADDR:PORT", as `ephemeractl static
+// add` does (the workers must be running): "" when done, else why not.
+std::string add_static_mapping(const std::string& spec);
 
 // ARP requests, on the inside, for the hosts of static mappings whose MAC no
 // ARP has told us yet. The control plane calls it every second.

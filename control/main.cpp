@@ -269,19 +269,29 @@ int main(int argc, char** argv)
             if (w == workers) break;
             rte_eal_remote_launch(worker_main, pool_of_workers[w++].get(), lcore);
         }
-        std::printf("ephemera: forwarding: inside=%s (%s) outside=%s (%s) workers=%u steering=handoff "
-                    "(virtual ports offer no flow rules or source-only RSS; software dispatch by subscriber and "
-                    "external port) pool=%zu addresses ports=%u-%u filtering=%s\n",
-                    inside->driver().c_str(), mac_text(inside->mac()).c_str(), outside->driver().c_str(),
-                    mac_text(outside->mac()).c_str(), workers, config.nat.pool.size(), config.nat.ports.first,
-                    config.nat.ports.last, to_string(config.nat.filtering));
-        std::fflush(stdout);
+        // Static mappings of the configuration, made as `ephemeractl static add`
+        // makes them (by the running workers); one that cannot be made stops the start.
+        for (const std::string& spec : config.static_mappings)
+            if (const std::string why = add_static_mapping(spec); !why.empty()) {
+                std::fprintf(stderr, "ephemera: error: nat.static = \"%s\": %s\n", spec.c_str(), why.c_str());
+                exit_code = 2;
+                break;
+            }
+        if (exit_code == 0) {
+            std::printf("ephemera: forwarding: inside=%s (%s) outside=%s (%s) workers=%u steering=handoff "
+                        "(virtual ports offer no flow rules or source-only RSS; software dispatch by subscriber and "
+                        "external port) pool=%zu addresses ports=%u-%u filtering=%s\n",
+                        inside->driver().c_str(), mac_text(inside->mac()).c_str(), outside->driver().c_str(),
+                        mac_text(outside->mac()).c_str(), workers, config.nat.pool.size(), config.nat.ports.first,
+                        config.nat.ports.last, to_string(config.nat.filtering));
+            std::fflush(stdout);
+        }
 
         // The control plane: next-hop ARP and the stats file, ten times a second.
         const uint64_t hz = rte_get_tsc_hz();
         uint64_t last_arp = 0, last_stats = 0;
         bool announced = false;
-        while (g_signal == 0) {
+        while (g_signal == 0 && exit_code == 0) {
             const uint64_t now = rte_rdtsc();
             rte_ether_addr mac;
             const bool known = next_hop.get(mac);
@@ -320,7 +330,9 @@ int main(int argc, char** argv)
         for (rte_ring* r : shared.events) rte_ring_free(r);
         const nlohmann::json final_stats = gateway_stats(pool_of_workers);
         write_stats(stats_path, final_stats);
-        std::printf("ephemera: stopped by signal %d; final counters: %s\n", int(g_signal), final_stats.dump().c_str());
+        if (exit_code == 0)
+            std::printf("ephemera: stopped by signal %d; final counters: %s\n", int(g_signal),
+                        final_stats.dump().c_str());
         std::fflush(stdout);
 
         for (unsigned d = 0; d < 2; ++d)

@@ -25,14 +25,15 @@ next_hop_mac = "02:00:00:00:00:02"
 [nat]
 pool = ["198.51.100.0/28"]
 ports = "{ports}"
+{nat_extra}
 [dataplane]
 workers = {workers}
 """
 
 
-def config(inside="net_null0", ports="49152-65535", workers=1, lcores="0,1", extra=""):
+def config(inside="net_null0", ports="49152-65535", workers=1, lcores="0,1", extra="", nat_extra=""):
     return EAL.format(pid=os.getpid(), lcores=lcores) + GOOD.format(
-        inside=inside, ports=ports, workers=workers) + extra
+        inside=inside, ports=ports, workers=workers, nat_extra=nat_extra) + extra
 
 
 class DaemonStartupErrors(unittest.TestCase):
@@ -68,6 +69,15 @@ class DaemonStartupErrors(unittest.TestCase):
 
     def test_missing_pci_device(self):
         self.assert_one_clear_error(self.run_daemon(config(inside="0000:99:00.0")), "inside.port", "0000:99:00.0")
+
+    def test_static_mapping_that_cannot_be_made_is_named(self):
+        spec = "tcp 100.64.0.5:80 198.51.100.1:50000"  # 50000: inside the dynamic range
+        self.assert_one_clear_error(self.run_daemon(config(nat_extra=f'static = ["{spec}"]')),
+                                    "nat.static", spec, "dynamic range")
+
+    def test_malformed_static_mapping_is_named(self):
+        self.assert_one_clear_error(self.run_daemon(config(nat_extra='static = ["tcp 100.64.0.5:80"]')),
+                                    "nat.static", "PROTO INSIDE:PORT POOLADDR:PORT")
 
     def test_too_few_lcores(self):
         self.assert_one_clear_error(self.run_daemon(config(workers=3, lcores="0,1")), "dataplane.workers", "lcores")

@@ -99,7 +99,10 @@ TEST(GatewayConfig, PortBlockAndStaticKeysAreRead)
 port_block_size = 64
 max_blocks_per_subscriber = 4
 max_static_mappings = 16
+static = ["tcp 100.64.0.5:443 198.51.100.1:443", "udp 100.64.0.6:53 198.51.100.2:53"]
 )", "lab.toml");
+    EXPECT_EQ(g.static_mappings,
+              (std::vector<std::string>{"tcp 100.64.0.5:443 198.51.100.1:443", "udp 100.64.0.6:53 198.51.100.2:53"}));
     EXPECT_EQ(g.nat.port_block_size, 64u);
     EXPECT_EQ(g.nat.max_blocks_per_subscriber, 4u);
     EXPECT_EQ(g.nat.max_static_mappings, 16u);
@@ -116,6 +119,7 @@ TEST(GatewayConfig, BadPortBlockValuesNameTheKey)
     EXPECT_NE(error_of(kMinimal + "max_blocks_per_subscriber = 0\n").find("max_blocks_per_subscriber"),
               std::string::npos);
     EXPECT_NE(error_of(kMinimal + "max_static_mappings = 0\n").find("max_static_mappings"), std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "static = [\"tcp 100.64.0.5:443\"]\n").find("nat.static"), std::string::npos);
 }
 
 TEST(GatewayConfig, UnknownKeyIsAnErrorNamingIt)

@@ -49,6 +49,7 @@ struct GatewayConfig {
     uint32_t handoff_ring = 1024;       // per worker pair and direction
     uint32_t icmp_rate = 100;           // ICMP errors generated per second per worker
     bool icmp_on_limit = true;          // answer a refused new flow with ICMP 3/13 (RFC 6888 REQ-11)
+    std::vector<std::string> static_mappings; // "PROTO INSIDE:PORT POOLADDR:PORT", made at start
     NatConfig nat;
     MappingLogConfig log;
     MetricsConfig metrics;
