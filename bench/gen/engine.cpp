@@ -198,7 +198,8 @@ unsigned Engine::poll_port(BenchPort& port, Backlog& backlog, bool outside_role,
 void Engine::poll(uint64_t now)
 {
     if (same_port_) {
-        poll_port(rx_, backlog_rx_, true, true, now);
+        // --no-rx: the port answers ARP for the subscribers but counts nothing.
+        poll_port(rx_, backlog_rx_, !o_.tx_only, true, now);
     } else {
         poll_port(rx_, backlog_rx_, true, false, now);
         poll_port(tx_, backlog_tx_, false, true, now);
@@ -280,6 +281,7 @@ bool Engine::connect()
         }
         poll(now);
     }
+    if (o_.tx_only) return true; // no sink to see a probe
     last = 0;
     for (uint64_t now = rte_rdtsc(); !probe_seen_; now = rte_rdtsc()) {
         if (now > limit) {
@@ -324,6 +326,7 @@ TrialResult Engine::run(const TrialSpec& spec)
     FlowCursor cursor(flows_);
     cursor.seek(spec.first_flow);
     const uint64_t start = rte_rdtsc(), end = start + tsc_of(spec.duration, hz_);
+    const uint64_t limit = spec.max_packets ? spec.max_packets : UINT64_MAX;
     const double per_tsc = spec.rate / hz_;
     const uint64_t second = uint64_t(hz_);
     prog_tsc_ = start;
@@ -331,11 +334,11 @@ TrialResult Engine::run(const TrialSpec& spec)
     prog_sent_src_ = &r.sent;
     rte_mbuf* burst[kBurst];
     uint64_t now = start;
-    for (; now < end; now = rte_rdtsc()) {
-        uint64_t want = kBurst;
+    for (; now < end && r.attempted < limit; now = rte_rdtsc()) {
+        uint64_t want = std::min<uint64_t>(kBurst, limit - r.attempted);
         if (spec.rate > 0) {
             const uint64_t due = uint64_t(double(now - start) * per_tsc);
-            want = due > r.attempted ? std::min<uint64_t>(kBurst, due - r.attempted) : 0;
+            want = due > r.attempted ? std::min<uint64_t>(want, due - r.attempted) : 0;
         }
         Backlog& replies = same_port_ ? backlog_rx_ : backlog_tx_;
         if (replies.n) flush_backlog(tx_.id(), replies);

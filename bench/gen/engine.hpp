@@ -29,6 +29,7 @@ struct TrialSpec {
     double duration = 1;        // seconds of transmission
     uint32_t first_flow = 0;
     uint32_t flow_count = 0;    // flows cycled through; 0: never wrap (every packet a new flow)
+    uint64_t max_packets = 0;   // the trial ends after this many (attempted); 0: only the duration ends it
 };
 
 struct TrialResult {
@@ -71,8 +72,9 @@ public:
     Engine(const Options& o, BenchPort& tx, BenchPort& rx, rte_mempool* pool);
 
     // Waits for both links, resolves the gateway's MAC (unless given), then
-    // sends a probe every 50 ms until one crosses to the sink. False, with
-    // the reason in error(), if that does not happen within link_timeout.
+    // sends a probe every 50 ms until one crosses to the sink (not with
+    // --no-rx: there is no sink). False, with the reason in error(), if that
+    // does not happen within link_timeout.
     bool connect();
     // Sends every flow of [first, first + count) once (UDP: a datagram; TCP:
     // a handshake) and resends those the sink did not see, up to 5 rounds.

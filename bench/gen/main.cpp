@@ -91,8 +91,8 @@ int main(int argc, char** argv)
         } else {
             print_table(stdout, o, *tx, rx_port, engine, out);
         }
-        // Something was measured, but nothing arrived: say so in the status.
-        if (out.result == nullptr || out.result->received == 0) rc = 1;
+        // Something was measured, but nothing arrived (--no-rx: nothing was sent): say so in the status.
+        if (out.result == nullptr || (o.tx_only ? out.result->sent : out.result->received) == 0) rc = 1;
         if (o.mode == Mode::Ndr && !out.ndr_found) rc = 1;
         if (o.max_loss >= 0 && out.result && out.result->loss_pct() > o.max_loss) {
             std::fprintf(stderr, "ephemera-bench: loss %.4f %% is above --max-loss %.4f %%\n", out.result->loss_pct(),

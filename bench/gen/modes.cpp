@@ -18,6 +18,7 @@ TrialSpec spec_for(const Options& o, std::string label, double rate)
     s.duration = o.duration;
     s.first_flow = 0;
     s.flow_count = o.flows;
+    s.max_packets = o.packets;
     return s;
 }
 

@@ -27,7 +27,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: ephemera-bench --tx-port PORT [--rx-port PORT] [--mode rate|ndr|cps|established] [--proto udp|tcp]\n"
-    "                      [--flows N] [--size 64..1500] [--rate PPS] [--duration S] [--json] [options] -- [EAL args]";
+    "                      [--flows N] [--size 64..1500] [--rate PPS] [--duration S] [--packets N] [--no-rx] [--json]\n"
+    "                      [options] -- [EAL args]";
 
 uint32_t parse_ipv4(const std::string& text, const char* what)
 {
@@ -108,6 +109,12 @@ Options parse_options(int argc, char** argv)
     app.add_option("--max-loss", o.max_loss, "exit 1 if the result lost more than this percent (self-tests)")
         ->check(CLI::Range(0.0, 100.0));
     app.add_flag("-q,--quiet", o.quiet, "no progress line every second");
+    app.add_flag("--no-rx", o.tx_only,
+                 "transmit only (UDP, rate or cps): no sink, no probe through the gateway; the result is what "
+                 "was offered, delivery is counted elsewhere (another namespace, a switch); give --gateway-mac "
+                 "or let ARP resolve --gateway on the TX port");
+    app.add_option("--packets", o.packets, "most packets (cps: new flows) per trial; 0: no limit")
+        ->check(CLI::Range(uint64_t(0), uint64_t(1) << 40));
 
     try {
         app.parse(ours, argv);
@@ -127,6 +134,13 @@ Options parse_options(int argc, char** argv)
         std::exit(0);
     } catch (const CLI::Error& e) {
         usage_error(e.what());
+    }
+
+    if (o.tx_only) {
+        if (!o.rx_port.empty()) usage_error("--no-rx: no --rx-port");
+        if (o.proto != Proto::Udp || (o.mode != Mode::Rate && o.mode != Mode::Cps))
+            usage_error("--no-rx: --proto udp with --mode rate or cps only (the others need the sink)");
+        if (o.max_loss >= 0) usage_error("--no-rx: no loss to check (--max-loss)");
     }
 
     // 100.64.0.0/10, the shared address space: subscribers stay inside it.

@@ -50,6 +50,8 @@ struct Options {
     bool json = false;
     bool quiet = false;                    // no progress lines
     double max_loss = -1;                  // exit 1 when the result's loss (percent) is above; < 0: never
+    bool tx_only = false;                  // --no-rx: transmit only, nothing counted (the sink is elsewhere)
+    uint64_t packets = 0;                  // most packets (cps: connections) per trial; 0: no limit
 
     std::vector<std::string> eal_args;     // everything after "--"
     std::string command_line;              // for the report
