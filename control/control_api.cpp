@@ -287,7 +287,7 @@ int cmd_config(const char*, const char*, rte_tel_data* d)
     rte_tel_data_add_dict_u64(d, "nat_max_mappings", c.nat.max_mappings);
     rte_tel_data_add_dict_u64(d, "nat_max_sessions_per_mapping", c.nat.max_sessions_per_mapping);
     rte_tel_data_add_dict_u64(d, "dataplane_workers", c.nat.workers);
-    s("dataplane_steering", "handoff");
+    s("dataplane_steering", g_ctx.shared->steering);
     s("log_file", c.log.file);
     s("log_ipfix_collector", c.log.ipfix_collector);
     s("metrics_listen", c.metrics.listen);
@@ -375,7 +375,7 @@ std::string add_static(const std::vector<std::string>& w, std::string& added, un
         return ("external " + w[2] + ": port inside the dynamic range " +
                                   std::to_string(c.nat.ports.first) + "-" + std::to_string(c.nat.ports.last) +
                                   " (static mappings take ports outside it)");
-    s.worker = uint16_t(steer::subscriber_owner(s.in_addr, g_ctx.shared->workers));
+    s.worker = uint16_t(g_ctx.shared->subscriber_worker(s.in_addr));
 
     std::lock_guard<std::mutex> lock(g_static_mutex);
     StaticTable& table = *g_ctx.shared->statics;

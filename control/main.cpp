@@ -140,8 +140,6 @@ int main(int argc, char** argv)
     if (rte_lcore_count() < workers + 1)
         die("dataplane.workers = " + std::to_string(workers) + ": needs " + std::to_string(workers + 1) +
             " lcores (main + workers), EAL has " + std::to_string(rte_lcore_count()) + "; set [eal] lcores");
-    if (config.steering == Steering::FlowRules)
-        die("dataplane.steering = \"flow\": flow-rule steering is not implemented yet; use \"auto\" or \"handoff\"");
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -156,10 +154,13 @@ int main(int argc, char** argv)
 
     int exit_code = 0;
     {
+        // Steering by the NIC where it can (hw_steering.hpp), software handoff
+        // for the rest; with one worker there is nothing to steer.
+        const bool nic_steering = workers > 1 && config.steering != Steering::Handoff;
         std::unique_ptr<EthPort> inside, outside;
         try {
             inside = std::make_unique<EthPort>("inside", config.inside.port, uint16_t(workers),
-                                               config.rx_descriptors, config.tx_descriptors, pool);
+                                               config.rx_descriptors, config.tx_descriptors, pool, nic_steering);
             outside = std::make_unique<EthPort>("outside", config.outside.port, uint16_t(workers),
                                                 config.rx_descriptors, config.tx_descriptors, pool);
         } catch (const std::exception& e) {
@@ -167,6 +168,28 @@ int main(int argc, char** argv)
         }
 
         PortLayout layout(config.nat.ports, workers);
+        std::unique_ptr<hw::FlowRules> flow_rules;
+        std::string steering_outside = workers == 1 ? "none (one worker)" : "software handoff (steering = \"handoff\")";
+        std::string steering_inside = steering_outside;
+        if (nic_steering) {
+            flow_rules = std::make_unique<hw::FlowRules>(outside->id(), hw::outside_rules(layout));
+            if (!flow_rules->ok()) {
+                if (config.steering == Steering::FlowRules)
+                    die("dataplane.steering = \"flow\": outside port " + outside->name() + " (" + outside->driver() +
+                        "): " + flow_rules->error());
+                steering_outside = "software handoff (" + flow_rules->error() + ")";
+                flow_rules.reset();
+            } else {
+                steering_outside = "flow rules (" + std::to_string(flow_rules->installed()) +
+                                   " rules on the external port";
+                for (const std::string& p : flow_rules->skipped()) steering_outside += "; " + p + " handed off";
+                steering_outside += ")";
+            }
+            steering_inside = inside->source_rss()
+                                  ? "RSS on the IPv4 source (" + std::to_string(inside->source_rss()->reta.size()) +
+                                        "-entry redirection table)"
+                                  : "software handoff by subscriber (" + inside->rss_why() + ")";
+        }
         Pool nat_pool(config.nat.pool);
         Neighbor next_hop(rte_cpu_to_be_32(config.next_hop));
         if (config.next_hop_mac) {
@@ -195,6 +218,8 @@ int main(int argc, char** argv)
         shared.addr[1] = rte_cpu_to_be_32(config.outside.address);
         shared.next_hop = &next_hop;
         shared.workers = workers;
+        shared.inside_rss = inside->source_rss();
+        shared.steering = "inside: " + steering_inside + "; outside: " + steering_outside;
         for (unsigned d = 0; d < 2; ++d)
             for (unsigned i = 0; i < workers * workers; ++i) {
                 const std::string name = "eph_ho" + std::to_string(d) + "_" + std::to_string(i);
@@ -278,12 +303,13 @@ int main(int argc, char** argv)
                 break;
             }
         if (exit_code == 0) {
-            std::printf("ephemera: forwarding: inside=%s (%s) outside=%s (%s) workers=%u steering=handoff "
-                        "(virtual ports offer no flow rules or source-only RSS; software dispatch by subscriber and "
-                        "external port) pool=%zu addresses ports=%u-%u filtering=%s\n",
+            std::printf("ephemera: forwarding: inside=%s (%s) outside=%s (%s) workers=%u steering=%s/%s pool=%zu "
+                        "addresses ports=%u-%u filtering=%s\n",
                         inside->driver().c_str(), mac_text(inside->mac()).c_str(), outside->driver().c_str(),
-                        mac_text(outside->mac()).c_str(), workers, config.nat.pool.size(), config.nat.ports.first,
+                        mac_text(outside->mac()).c_str(), workers, shared.inside_rss ? "rss" : "sw",
+                        flow_rules ? "flow" : "sw", config.nat.pool.size(), config.nat.ports.first,
                         config.nat.ports.last, to_string(config.nat.filtering));
+            std::printf("ephemera: steering: %s\n", shared.steering.c_str());
             std::fflush(stdout);
         }
 

@@ -49,7 +49,7 @@ std::string EthPort::probe(const std::string& role, const std::string& spec, uin
 }
 
 EthPort::EthPort(const std::string& role, const std::string& spec, uint16_t queues, uint16_t rx_desc,
-                 uint16_t tx_desc, rte_mempool* pool)
+                 uint16_t tx_desc, rte_mempool* pool, bool source_rss)
 {
     name_ = probe(role, spec, queues, driver_);
     if (!find_port(name_, id_)) throw std::runtime_error(role + ".port: " + name_ + " vanished after probing");
@@ -64,8 +64,26 @@ EthPort::EthPort(const std::string& role, const std::string& spec, uint16_t queu
                                  " workers need one each");
 
     rte_eth_conf conf{};
-    if (int rc = rte_eth_dev_configure(id_, queues, queues, &conf); rc != 0)
-        throw std::runtime_error(role + ".port: " + name_ + ": configure failed: " + rte_strerror(-rc));
+    hw::RssPlan rss;
+    if (source_rss) {
+        rss = hw::plan_source_rss(info, queues);
+        rss_why_ = rss.why;
+    }
+    if (rss.on) {
+        conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+        conf.rx_adv_conf.rss_conf.rss_key = rss.key.data();
+        conf.rx_adv_conf.rss_conf.rss_key_len = uint8_t(rss.key.size());
+        conf.rx_adv_conf.rss_conf.rss_hf = rss.hash_functions;
+        if (int rc = rte_eth_dev_configure(id_, queues, queues, &conf); rc != 0) {
+            // Offered but refused in this combination: software steering.
+            rss.on = false;
+            rss_why_ = std::string("the port refused RSS on the IPv4 source: ") + rte_strerror(-rc);
+            conf = rte_eth_conf{};
+        }
+    }
+    if (!rss.on)
+        if (int rc = rte_eth_dev_configure(id_, queues, queues, &conf); rc != 0)
+            throw std::runtime_error(role + ".port: " + name_ + ": configure failed: " + rte_strerror(-rc));
     uint16_t nrx = rx_desc, ntx = tx_desc;
     rte_eth_dev_adjust_nb_rx_tx_desc(id_, &nrx, &ntx);
     const int socket = rte_eth_dev_socket_id(id_);
@@ -82,6 +100,7 @@ EthPort::EthPort(const std::string& role, const std::string& spec, uint16_t queu
     if (int rc = rte_eth_dev_start(id_); rc != 0)
         throw std::runtime_error(role + ".port: " + name_ + ": start failed: " + rte_strerror(-rc));
     rte_eth_promiscuous_enable(id_); // the pool is routed to us under other addresses
+    rss_on_ = rss.on && hw::program_reta(id_, info, queues, rss, rss_, rss_why_);
     rte_eth_macaddr_get(id_, &mac_);
 }
 

@@ -9,6 +9,8 @@
 #include <rte_ether.h>
 #include <rte_mempool.h>
 
+#include "hw_steering.hpp"
+
 namespace ephemera {
 
 class EthPort {
@@ -16,9 +18,12 @@ public:
     // spec: "auto:IFACE" (net_af_xdp on IFACE, else net_af_packet), a vdev
     // string ("net_af_packet0,iface=eth1"), or an already-probed device name
     // such as a PCI address. `role` names it in messages ("inside").
+    // source_rss: spread received packets over the queues by RSS on the IPv4
+    // source alone, with a redirection table software can follow, where the
+    // port can (source_rss() says whether it did, rss_why() why not).
     // Throws std::runtime_error with one clear line on failure.
     EthPort(const std::string& role, const std::string& spec, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc,
-            rte_mempool* pool);
+            rte_mempool* pool, bool source_rss = false);
     ~EthPort();
     EthPort(const EthPort&) = delete;
     EthPort& operator=(const EthPort&) = delete;
@@ -27,6 +32,8 @@ public:
     const rte_ether_addr& mac() const { return mac_; }
     const std::string& driver() const { return driver_; }
     const std::string& name() const { return name_; }
+    const hw::SourceRss* source_rss() const { return rss_on_ ? &rss_ : nullptr; }
+    const std::string& rss_why() const { return rss_why_; }
 
 private:
     static std::string probe(const std::string& role, const std::string& spec, uint16_t queues, std::string& driver);
@@ -34,6 +41,9 @@ private:
     uint16_t id_ = 0;
     rte_ether_addr mac_{};
     std::string name_, driver_;
+    hw::SourceRss rss_;
+    bool rss_on_ = false;
+    std::string rss_why_;
 };
 
 } // namespace ephemera

@@ -243,8 +243,8 @@ void Worker::poll_inside(Tick now, uint64_t tsc)
         if (l3 && local_or_expired(m, l3, kInside, tsc)) continue;
         unsigned owner = id_;
         if (l3 && shared_.workers > 1)
-            owner = steer::subscriber_owner(steer::subscriber_of(rte_pktmbuf_mtod(m, const uint8_t*), l3, m->data_len),
-                                            shared_.workers);
+            owner = shared_.subscriber_worker(
+                steer::subscriber_of(rte_pktmbuf_mtod(m, const uint8_t*), l3, m->data_len));
         if (owner == id_) mine[k++] = m;
         else hand_off(Dir::Out, owner, m);
     }

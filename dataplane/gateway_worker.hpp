@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include <rte_ethdev.h>
@@ -15,8 +16,10 @@
 #include "ephemera/gateway_config.hpp"
 #include "ephemera/static_table.hpp"
 #include "ephemera/translator.hpp"
+#include "hw_steering.hpp"
 #include "neighbor.hpp"
 #include "router.hpp"
+#include "steering.hpp"
 #include "worker_query.hpp"
 
 namespace ephemera {
@@ -52,6 +55,14 @@ struct GatewayShared {
     uint32_t addr[2] = {};            // gateway addresses, network order
     Neighbor* next_hop = nullptr;
     unsigned workers = 1;
+    // The inside port's RSS on the IPv4 source, when it has it: then the
+    // subscriber's worker is the queue the NIC picks; else a CRC in software.
+    const hw::SourceRss* inside_rss = nullptr;
+    std::string steering = "handoff";  // what was chosen at start, for `ephemeractl config`
+    unsigned subscriber_worker(uint32_t subscriber_net) const
+    {
+        return inside_rss ? inside_rss->owner(subscriber_net) : steer::subscriber_owner(subscriber_net, workers);
+    }
     // handoff[dir][from * workers + to]: single producer, single consumer.
     std::vector<rte_ring*> handoff[2];
     rte_ring* control = nullptr;      // main lcore -> worker 0: frames to send outside

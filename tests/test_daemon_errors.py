@@ -82,6 +82,31 @@ class DaemonStartupErrors(unittest.TestCase):
     def test_too_few_lcores(self):
         self.assert_one_clear_error(self.run_daemon(config(workers=3, lcores="0,1")), "dataplane.workers", "lcores")
 
+    def test_flow_steering_on_a_port_without_flow_rules_is_refused(self):
+        # Two workers (three lcores on two CPUs); net_null has no rte_flow.
+        self.assert_one_clear_error(
+            self.run_daemon(config(workers=2, lcores="0@0,1@1,2@1", extra='steering = "flow"\n')),
+            "dataplane.steering", "outside port", "no flow rules")
+
+    def test_auto_steering_falls_back_to_software_and_says_why(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "gw.toml")
+            with open(path, "w") as f:
+                f.write(config(workers=2, lcores="0@0,1@1,2@1"))
+            p = subprocess.Popen([EPHEMERA, "--config", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+            try:
+                forwarding = p.stdout.readline()
+                steering = p.stdout.readline()
+            finally:
+                p.terminate()
+                out, err = p.communicate(timeout=30)
+            self.assertIn("ephemera: forwarding", forwarding, err)
+            self.assertIn("steering=sw/sw", forwarding)
+            self.assertIn("inside: software handoff by subscriber (the port cannot hash on the IPv4 source alone: RSS offloads", steering)
+            self.assertIn("outside: software handoff (the port has no flow rules: its driver implements no rte_flow)", steering)
+            self.assertEqual(p.returncode, 0, err)
+
     def test_good_config_starts_and_stops_on_sigterm(self):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "gw.toml")
