@@ -267,6 +267,7 @@ def main() -> int:
                 log(f"the lab is busy ({LAB_LOCK} held for 10 minutes): giving up")
                 return 1
             time.sleep(0.5)
+    os.environ["EPHEMERA_LAB_LOCKED"] = "1"  # scripts/lab: we hold its lock
 
     atexit.register(teardown)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
