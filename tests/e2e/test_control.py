@@ -1189,6 +1189,41 @@ class StaticMappings(unittest.TestCase):
         self.assertIsNotNone(got, f"nothing reached {IN_IP}:7000; drops: {ctl_stats().get('drops')}")
         self.assertEqual(OUT_IP, got[1][0])
 
+    def test_rfc4787_req9_hairpinning_to_a_port_forward(self):
+        """A second inside host reaches a port forward of the first through the pool address:
+        the datagram arrives from the sender's own mapping (a pool address and a port of the
+        dynamic range, not its inside address), and the answer comes back from the forward's
+        pool address and port."""
+        a2 = "100.64.0.21"
+        L.add_subscribers([a2])
+        self.addCleanup(L.remove_subscribers, [a2])
+        ext = f"{self.EXT_POOL}:7101"
+        self.addCleanup(lambda: ctl("static", "del", "udp", ext, check=False))
+        ctl("static", "add", "udp", f"{IN_IP}:7100", ext)
+        server = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(server.close)
+        server.bind((IN_IP, 7100))
+        server.settimeout(0.5)
+        host2 = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(host2.close)
+        host2.bind((a2, 0))
+        host2.settimeout(2)
+        got = None
+        for i in range(10):  # the first may wait for the gateway's ARP
+            host2.sendto(b"hairpin %d" % i, (self.EXT_POOL, 7101))
+            try:
+                got = server.recvfrom(100)
+                break
+            except socket.timeout:
+                continue
+        self.assertIsNotNone(got, f"nothing reached {IN_IP}:7100 from {a2}; drops: {ctl_stats().get('drops')}")
+        seen = got[1]
+        self.assertTrue(L.lab().in_pool(seen[0]), f"the server saw {seen}: not a pool address")
+        self.assertTrue(L.lab().in_port_range(seen[1]), f"the server saw port {seen[1]}")
+        server.sendto(b"back", seen)
+        data, source = host2.recvfrom(100)
+        self.assertEqual((b"back", (self.EXT_POOL, 7101)), (data, source))
+
     def test_static_add_refuses_bad_requests_with_a_reason(self):
         """A port inside the dynamic range, an inside host off the inside subnet, an address
         that is not in the pool, a duplicate: each refused with a reason naming it."""
