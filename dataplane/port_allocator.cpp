@@ -56,9 +56,11 @@ void PortFifo::promote(Tick now, Tick quarantine)
     while (qhead_ != tail_ && now - released_at_[index(qhead_)] >= wait) ++qhead_;
 }
 
-PortPartition::PortPartition(uint16_t first, uint32_t size, bool parity, bool shuffle, uint64_t seed)
+PortPartition::PortPartition(uint16_t first, uint32_t size, bool parity, bool shuffle, uint64_t seed, bool with_fifo)
     : mapping_(size), first_(first), size_(size), parity_(parity)
 {
+    for (uint32_t i = 0; i < size; ++i) mapping_[i] = kNoMapping;
+    if (!with_fifo) return;
     std::vector<uint16_t> order(size);
     for (uint32_t i = 0; i < size; ++i) order[i] = uint16_t(first + i);
     if (shuffle) std::shuffle(order.begin(), order.end(), std::mt19937_64(seed));
@@ -71,7 +73,6 @@ PortPartition::PortPartition(uint16_t first, uint32_t size, bool parity, bool sh
         fifo_[0] = PortFifo(size);
     }
     for (uint16_t p : order) fifo_for(p).push_initial(p);
-    for (uint32_t i = 0; i < size; ++i) mapping_[i] = kNoMapping;
 }
 
 bool PortPartition::allocate(Tick now, Tick quarantine, uint16_t want_like, uint16_t& port, bool& parity_fallback)
@@ -91,7 +92,7 @@ bool PortPartition::allocate(Tick now, Tick quarantine, uint16_t want_like, uint
 void PortPartition::release(uint16_t port, Tick now)
 {
     mapping_of(port) = kNoMapping;
-    fifo_for(port).release(port, now);
+    if (has_fifo()) fifo_for(port).release(port, now);
 }
 
 void PortPartition::promote(Tick now, Tick quarantine)

@@ -158,4 +158,11 @@ PortBlocks::Use PortBlocks::use(unsigned pool, L4 l4, Tick now, Tick quarantine)
     return u;
 }
 
+size_t PortBlocks::memory_bytes() const
+{
+    return (owner_.size() + live_.size() + head_.size() + count_.size() + held_.size() + held_count_.size()) *
+               sizeof(uint32_t) +
+           ring_.size() * sizeof(uint16_t);
+}
+
 } // namespace ephemera

@@ -43,7 +43,8 @@ Translator::Translator(const NatConfig& config, const PortLayout& layout, unsign
         for (unsigned p = 0; p < pool_.size(); ++p)
             parts_.emplace_back(layout.first_of(worker), layout.size_of(worker), config.port_parity,
                                 config.randomize_ports,
-                                config.port_seed ^ (uint64_t(worker) << 48) ^ (uint64_t(l4) << 40) ^ p);
+                                config.port_seed ^ (uint64_t(worker) << 48) ^ (uint64_t(l4) << 40) ^ p,
+                                /*with_fifo=*/blocks_ == nullptr);
 }
 
 void Translator::set_outside_l2(const rte_ether_addr& src, const rte_ether_addr& next_hop)
@@ -646,7 +647,8 @@ uint32_t Translator::mapping_of(uint32_t inside_addr_net, uint16_t inside_port_h
 size_t Translator::memory_bytes() const
 {
     size_t bytes = table_.memory_bytes();
-    for (const auto& part : parts_) bytes += part.size() * (sizeof(uint16_t) + sizeof(Tick) + sizeof(uint32_t));
+    for (const auto& part : parts_) bytes += part.memory_bytes();
+    if (blocks_) bytes += blocks_->memory_bytes();
     return bytes;
 }
 

@@ -33,6 +33,13 @@ NatConfig blocks_of(uint32_t n, uint32_t max_blocks = 2)
     return c;
 }
 
+NatConfig small_config_ports(uint16_t first, uint16_t last)
+{
+    NatConfig c = small_config();
+    c.ports = {first, last};
+    return c;
+}
+
 // The events a translator put on its ring, in order.
 class EventRing {
 public:
@@ -57,6 +64,21 @@ private:
 };
 
 uint16_t host16(uint16_t be) { return rte_be_to_cpu_16(be); }
+
+TEST_F(PortBlocksTest, BlockModeKeepsNoPerPortFifoBesideItsBlocks)
+{
+    // The partitions only index external ports to mappings in this mode:
+    // their free-port FIFO (2 B ring + 4 B release time per port) would never be used.
+    Nat blocks(blocks_of(8));
+    Nat plain(small_config_ports(50000, 50063));
+    EXPECT_FALSE(blocks.tr.partition(0, ephemera::L4::Udp).has_fifo());
+    EXPECT_TRUE(plain.tr.partition(0, ephemera::L4::Udp).has_fifo());
+    const size_t ports = 64 * ephemera::kL4Count * blocks.cfg.pool.size();
+    // 10 B per port without blocks; 4 B of index + 2 B of block ring with them.
+    EXPECT_EQ(plain.tr.memory_bytes() - blocks.tr.memory_bytes() + blocks.tr.blocks()->memory_bytes(),
+              ports * (10 - 4));
+    ASSERT_NE(blocks.open_udp(kSub1, 40000), 0); // and it still translates
+}
 
 TEST_F(PortBlocksTest, FirstMappingTakesABlockAndLaterOnesFillItInOrder)
 {

@@ -77,7 +77,9 @@ private:
 class PortPartition {
 public:
     PortPartition() = default;
-    PortPartition(uint16_t first, uint32_t size, bool parity, bool shuffle, uint64_t seed);
+    // with_fifo = false: the index only (port-block mode hands ports out of
+    // PortBlocks; a FIFO here would be 10 unused bytes per port).
+    PortPartition(uint16_t first, uint32_t size, bool parity, bool shuffle, uint64_t seed, bool with_fifo = true);
 
     // Hands out the oldest free port, of the same parity as want_like when
     // parity is preserved (falling back to the other parity, reported through
@@ -93,6 +95,11 @@ public:
 
     uint16_t first() const { return first_; }
     uint32_t size() const { return size_; }
+    bool has_fifo() const { return fifo_[0].capacity() + fifo_[1].capacity() != 0; }
+    size_t memory_bytes() const
+    {
+        return size_ * (sizeof(uint32_t) + (has_fifo() ? sizeof(uint16_t) + sizeof(Tick) : 0));
+    }
     void promote(Tick now, Tick quarantine);
     uint32_t free_count() const;
     uint32_t quarantined_count() const;

@@ -58,6 +58,7 @@ public:
     // Blocks a subscriber holds now, and their ids (up to `max` of them).
     uint32_t blocks_of(uint32_t subscriber, uint32_t* out = nullptr, uint32_t max = 0) const;
     uint32_t subscribers() const { return subscribers_; }
+    size_t memory_bytes() const; // its arrays (the subscriber hash not counted)
 
     // Port use on (pool, l4), as PortPartition reports it: free (in free
     // blocks and free in held ones), quarantined (in quarantined blocks), in
