@@ -130,6 +130,7 @@ Interface read_interface(Reader& r, const std::string& section)
             Reader::fail(section + ".address", "\"" + *addr + "\"", "prefix length must be 8-32");
         itf.prefix_len = uint8_t(len);
     }
+    if (auto v = r.number(section, "mtu", 576, 9000)) itf.mtu = uint16_t(*v);
     return itf;
 }
 

@@ -76,6 +76,11 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         gw.echo_replies += c.echo_replies;
         gw.time_exceeded_sent += c.time_exceeded_sent;
         gw.prohibited_sent += c.prohibited_sent;
+        gw.frag_needed_sent += c.frag_needed_sent;
+        gw.too_big += c.too_big;
+        gw.fragmented += c.fragmented;
+        gw.fragments_sent += c.fragments_sent;
+        gw.fragment_failed += c.fragment_failed;
         gw.icmp_rate_limited += c.icmp_rate_limited;
         gw.no_next_hop += c.no_next_hop;
         gw.not_for_us += c.not_for_us;
@@ -110,6 +115,11 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"echo_replies", gw.echo_replies},
         {"time_exceeded_sent", gw.time_exceeded_sent},
         {"prohibited_sent", gw.prohibited_sent},
+        {"frag_needed_sent", gw.frag_needed_sent},
+        {"too_big", gw.too_big},
+        {"fragmented", gw.fragmented},
+        {"fragments_sent", gw.fragments_sent},
+        {"fragment_failed", gw.fragment_failed},
         {"icmp_rate_limited", gw.icmp_rate_limited},
         {"no_next_hop", gw.no_next_hop},
         {"not_for_us", gw.not_for_us},

@@ -151,6 +151,9 @@ int main(int argc, char** argv)
     rte_mempool* pool = rte_pktmbuf_pool_create("ephemera_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                                 int(rte_socket_id()));
     if (pool == nullptr) die("cannot allocate " + std::to_string(mbufs) + " mbufs: " + rte_strerror(rte_errno));
+    // Fragments of packets too big for a link point into the original's data.
+    rte_mempool* indirect = rte_pktmbuf_pool_create("ephemera_indirect", 1024 * workers, 32, 0, 0, int(rte_socket_id()));
+    if (indirect == nullptr) die(std::string("cannot allocate the fragment mbufs: ") + rte_strerror(rte_errno));
 
     int exit_code = 0;
     {
@@ -210,6 +213,9 @@ int main(int argc, char** argv)
         shared.layout = &layout;
         shared.pool = &nat_pool;
         shared.mbufs = pool;
+        shared.indirect = indirect;
+        shared.mtu[0] = config.inside.mtu;
+        shared.mtu[1] = config.outside.mtu;
         shared.port[0] = inside->id();
         shared.port[1] = outside->id();
         shared.mac[0] = inside->mac();

@@ -1,9 +1,11 @@
 #include "gateway_worker.hpp"
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include <rte_cycles.h>
+#include <rte_ip_frag.h>
 #include <rte_malloc.h>
 #include <rte_arp.h>
 #include <rte_prefetch.h>
@@ -17,6 +19,8 @@ namespace ephemera {
 namespace {
 
 constexpr uint16_t kIcmpTimeExceeded = 11;
+// A packet fits one mbuf (2 KB of data): at MTU 576 that is at most 4 fragments.
+constexpr unsigned kMaxFragments = 8;
 
 uint16_t ttl_of(const rte_mbuf* m, uint16_t l3)
 {
@@ -64,7 +68,97 @@ void Worker::learn_inside_neighbor(const rte_mbuf* m)
 
 void Worker::send(Port port, rte_mbuf* m)
 {
+    // The L2 header is at most 18 bytes (one VLAN tag): only then can the IP packet be too big.
+    if (m->pkt_len > uint32_t(shared_.mtu[port]) + sizeof(rte_ether_hdr)) [[unlikely]] {
+        const uint16_t l3 = steer::ipv4_offset(m);
+        if (l3 && m->pkt_len - l3 > shared_.mtu[port]) {
+            send_fragments(port, m);
+            return;
+        }
+    }
     counters_.tx[port] += rte_eth_tx_buffer(shared_.port[port], uint16_t(id_), tx_[port], m);
+}
+
+// A translated packet bigger than the link's MTU (RFC 4787 REQ-13): with DF
+// it was answered before translation (too_big), so only a hairpinned packet
+// gets here with DF, and is dropped; without DF it goes out as fragments.
+void Worker::send_fragments(Port port, rte_mbuf* m)
+{
+    const uint16_t l3 = steer::ipv4_offset(m);
+    const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
+    if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)) {
+        ++counters_.too_big;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    uint8_t l2[sizeof(rte_ether_hdr) + sizeof(rte_vlan_hdr)];
+    std::memcpy(l2, rte_pktmbuf_mtod(m, const void*), l3);
+    // Every fragment but the last carries a multiple of 8 bytes of payload.
+    const unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
+    const uint16_t mtu = uint16_t(ihl + ((shared_.mtu[port] - ihl) & ~7u));
+    rte_pktmbuf_adj(m, l3);
+    rte_mbuf* frags[kMaxFragments];
+    const int n = rte_ipv4_fragment_packet(m, frags, kMaxFragments, mtu, shared_.mbufs, shared_.indirect);
+    rte_pktmbuf_free(m); // the fragments hold their own references to its data
+    if (n <= 0) {
+        ++counters_.fragment_failed;
+        return;
+    }
+    ++counters_.fragmented;
+    for (int i = 0; i < n; ++i) {
+        rte_mbuf* f = frags[i];
+        // One segment per frame: not every PMD transmits chains (net_af_xdp copies the first only).
+        auto* fl2 = reinterpret_cast<uint8_t*>(rte_pktmbuf_prepend(f, l3));
+        if (fl2 == nullptr || rte_pktmbuf_linearize(f) != 0) {
+            ++counters_.fragment_failed;
+            rte_pktmbuf_free(f);
+            continue;
+        }
+        fl2 = rte_pktmbuf_mtod(f, uint8_t*);
+        std::memcpy(fl2, l2, l3);
+        auto* fip = reinterpret_cast<rte_ipv4_hdr*>(fl2 + l3);
+        fip->hdr_checksum = 0;
+        fip->hdr_checksum = rte_ipv4_cksum(fip);
+        ++counters_.fragments_sent;
+        counters_.tx[port] += rte_eth_tx_buffer(shared_.port[port], uint16_t(id_), tx_[port], f);
+    }
+}
+
+// Before translation, so that the error quotes the packet as its sender sent
+// it: a packet too big for the port it will leave by, with DF set, is
+// answered with ICMP 3/4 and the next-hop MTU (rate-limited) and dropped.
+// True when m was consumed.
+bool Worker::too_big(rte_mbuf* m, uint16_t l3, Port in, uint64_t tsc)
+{
+    const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
+    const uint16_t len = rte_be_to_cpu_16(ip->total_length);
+    if (len <= shared_.mtu[kInside] && len <= shared_.mtu[kOutside]) [[likely]]
+        return false;
+    // Inside packets to a pool address are hairpinned: they leave inside.
+    const Port out = in == kOutside || shared_.pool->index_of(ip->dst_addr) != Pool::kNotInPool ? kInside : kOutside;
+    if (len <= shared_.mtu[out] || !(ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG)) ||
+        ip->time_to_live <= 1) // the translator drops it for its TTL
+        return false;
+    ++counters_.too_big;
+    answer_icmp_error(m, l3, in, 3, 4, tsc, counters_.frag_needed_sent, shared_.mtu[out]);
+    rte_pktmbuf_free(m);
+    return true;
+}
+
+// An ICMP error about m from the gateway's address on `port`, sent back out
+// of it; rate-limited (RFC 1812 §4.3.2.8). `sent` counts those sent.
+void Worker::answer_icmp_error(const rte_mbuf* m, uint16_t l3, Port port, uint8_t type, uint8_t code, uint64_t tsc,
+                               uint64_t& sent, uint16_t next_hop_mtu)
+{
+    if (!icmp_limit_.allow(tsc)) {
+        ++counters_.icmp_rate_limited;
+        return;
+    }
+    if (rte_mbuf* e = router::icmp_error(shared_.mbufs, m, l3, type, code, shared_.addr[port], shared_.mac[port],
+                                         next_hop_mtu)) {
+        ++sent;
+        send(port, e);
+    }
 }
 
 void Worker::sync_next_hop()
@@ -94,15 +188,7 @@ bool Worker::local_or_expired(rte_mbuf* m, uint16_t l3, Port port, uint64_t tsc)
     }
     if (ttl_of(m, l3) > 1) return false;
     // RFC 1812: time exceeded from the interface the packet came in on.
-    if (icmp_limit_.allow(tsc)) {
-        if (rte_mbuf* e = router::icmp_error(shared_.mbufs, m, l3, kIcmpTimeExceeded, 0, shared_.addr[port],
-                                             shared_.mac[port])) {
-            ++counters_.time_exceeded_sent;
-            send(port, e);
-        }
-    } else {
-        ++counters_.icmp_rate_limited;
-    }
+    answer_icmp_error(m, l3, port, kIcmpTimeExceeded, 0, tsc, counters_.time_exceeded_sent);
     // The translator counts the TTL drop, so the NAT counters stay complete.
     return false;
 }
@@ -147,16 +233,8 @@ void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
     const uint64_t tsc = nrefused ? rte_rdtsc() : 0;
     for (uint16_t i = 0; i < nrefused; ++i) {
         rte_mbuf* m = refused[i];
-        const uint16_t l3 = steer::ipv4_offset(m);
-        if (l3 && icmp_limit_.allow(tsc)) {
-            if (rte_mbuf* e = router::icmp_error(shared_.mbufs, m, l3, 3, 13, shared_.addr[kInside],
-                                                 shared_.mac[kInside])) {
-                ++counters_.prohibited_sent;
-                send(kInside, e);
-            }
-        } else if (l3) {
-            ++counters_.icmp_rate_limited;
-        }
+        if (const uint16_t l3 = steer::ipv4_offset(m))
+            answer_icmp_error(m, l3, kInside, 3, 13, tsc, counters_.prohibited_sent);
         rte_pktmbuf_free(m);
     }
     rte_mbuf* hairpin[kBurst];
@@ -240,7 +318,7 @@ void Worker::poll_inside(Tick now, uint64_t tsc)
             continue;
         }
         const uint16_t l3 = steer::ipv4_offset(m);
-        if (l3 && local_or_expired(m, l3, kInside, tsc)) continue;
+        if (l3 && (local_or_expired(m, l3, kInside, tsc) || too_big(m, l3, kInside, tsc))) continue;
         unsigned owner = id_;
         if (l3 && shared_.workers > 1)
             owner = shared_.subscriber_worker(
@@ -282,6 +360,7 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
             rte_pktmbuf_free(m);
             continue;
         }
+        if (l3 && too_big(m, l3, kOutside, tsc)) continue;
         ours[k++] = m; // not IPv4 goes to the translator, which counts it
     }
     if (k) steer_inbound(ours, k, now);

@@ -37,6 +37,11 @@ struct alignas(64) GatewayCounters {
     uint64_t echo_replies = 0;
     uint64_t time_exceeded_sent = 0;
     uint64_t prohibited_sent = 0;   // ICMP 3/13 for flows refused a mapping
+    uint64_t frag_needed_sent = 0;  // ICMP 3/4: too big for the next link, DF set (RFC 4787 REQ-13)
+    uint64_t too_big = 0;           // packets too big for the next link with DF set (answered or not)
+    uint64_t fragmented = 0;        // packets too big without DF, sent as fragments
+    uint64_t fragments_sent = 0;    // the fragments they became
+    uint64_t fragment_failed = 0;   // could not be fragmented (no mbufs): dropped
     uint64_t icmp_rate_limited = 0;
     uint64_t no_next_hop = 0;       // outbound before the next hop answered ARP
     uint64_t not_for_us = 0;        // outside packets to no pool or gateway address
@@ -50,6 +55,8 @@ struct GatewayShared {
     const PortLayout* layout = nullptr;
     const Pool* pool = nullptr;
     rte_mempool* mbufs = nullptr;
+    rte_mempool* indirect = nullptr;  // data-less mbufs for fragments (rte_ipv4_fragment_packet)
+    uint16_t mtu[2] = {1500, 1500};   // largest IPv4 packet sent on each port
     uint16_t port[2] = {};            // 0 inside, 1 outside
     rte_ether_addr mac[2] = {};
     uint32_t addr[2] = {};            // gateway addresses, network order
@@ -113,6 +120,10 @@ private:
     void hand_off(Dir dir, unsigned owner, rte_mbuf* m);
     void flush_handoffs();
     void send(Port port, rte_mbuf* m);
+    void send_fragments(Port port, rte_mbuf* m);
+    bool too_big(rte_mbuf* m, uint16_t l3, Port in, uint64_t tsc);
+    void answer_icmp_error(const rte_mbuf* m, uint16_t l3, Port port, uint8_t type, uint8_t code, uint64_t tsc,
+                           uint64_t& sent, uint16_t next_hop_mtu = 0);
     void learn_inside_neighbor(const rte_mbuf* m);
     void sync_next_hop();
     void answer_queries(Tick now, bool stopping);

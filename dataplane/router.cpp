@@ -93,7 +93,7 @@ bool icmp_echo_reply(rte_mbuf* m, uint16_t l3)
 }
 
 rte_mbuf* icmp_error(rte_mempool* mp, const rte_mbuf* m, uint16_t l3, uint8_t type, uint8_t code, uint32_t src_net,
-                     const rte_ether_addr& src_mac)
+                     const rte_ether_addr& src_mac, uint16_t next_hop_mtu)
 {
     const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
     const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(data + l3);
@@ -136,6 +136,7 @@ rte_mbuf* icmp_error(rte_mempool* mp, const rte_mbuf* m, uint16_t l3, uint8_t ty
     std::memset(icmp, 0, sizeof *icmp);
     icmp->icmp_type = type;
     icmp->icmp_code = code;
+    icmp->icmp_seq_nb = rte_cpu_to_be_16(next_hop_mtu); // RFC 1191: the low 16 bits of the "unused" word
     std::memcpy(icmp + 1, ip, quote);
     icmp->icmp_cksum = csum::compute(icmp, sizeof *icmp + quote);
     return e;

@@ -32,9 +32,10 @@ bool icmp_echo_reply(rte_mbuf* m, uint16_t l3);
 // A new ICMP error (type/code) from `src_net` back to the sender of m, quoting
 // m's IP header and the start of its payload (RFC 1812 §4.3.2.3: up to 576
 // bytes in all). Null when m is not worth an error (not IPv4, an ICMP error,
-// a fragment but the first) or no mbuf is free.
+// a fragment but the first) or no mbuf is free. next_hop_mtu goes into
+// "fragmentation needed" (3/4) errors (RFC 1191).
 rte_mbuf* icmp_error(rte_mempool* mp, const rte_mbuf* m, uint16_t l3, uint8_t type, uint8_t code, uint32_t src_net,
-                     const rte_ether_addr& src_mac);
+                     const rte_ether_addr& src_mac, uint16_t next_hop_mtu = 0);
 
 // Token bucket for generated ICMP errors (RFC 1812 §4.3.2.8), per worker.
 class RateLimit {

@@ -178,3 +178,20 @@ TEST(GatewayConfig, TomlSyntaxErrorGivesFileAndLine)
     const std::string e = error_of("[nat\npool = 1\n");
     EXPECT_NE(e.find("lab.toml:1"), std::string::npos) << e;
 }
+
+TEST(GatewayConfig, LinkMtuDefaultsTo1500AndIsReadPerSide)
+{
+    EXPECT_EQ(parse_gateway_config(kMinimal, "lab.toml").outside.mtu, 1500);
+    std::string text = kMinimal;
+    text.replace(text.find("next_hop ="), 0, "mtu = 1400\n");
+    const GatewayConfig g = parse_gateway_config(text, "lab.toml");
+    EXPECT_EQ(g.outside.mtu, 1400);
+    EXPECT_EQ(g.inside.mtu, 1500);
+}
+
+TEST(GatewayConfig, LinkMtuOutside576To9000NamesTheKey)
+{
+    std::string text = kMinimal;
+    text.replace(text.find("next_hop ="), 0, "mtu = 500\n");
+    EXPECT_NE(error_of(text).find("outside.mtu"), std::string::npos) << error_of(text);
+}

@@ -20,6 +20,9 @@ struct Interface {
     std::string port;      // "auto:IFACE", a vdev string ("net_af_packet0,iface=x") or a PCI address
     uint32_t address = 0;  // host order
     uint8_t prefix_len = 24;
+    // The largest IPv4 packet sent on this side (RFC 4787 REQ-13): bigger
+    // ones are fragmented, or answered with ICMP 3/4 when they forbid it.
+    uint16_t mtu = 1500;
 };
 
 // The mapping log for abuse tracing (RFC 6888 REQ-12, RFC 8158).

@@ -55,6 +55,7 @@ CONTROL_CONFIG = {
     "timeouts": {"udp": 2, "icmp": 2, "tcp_transitory": 2, "tcp_established": 4, "quarantine": 3},
     "log": {"file": "/run/ephemera-lab/mappings.log", "ipfix_collector": "127.0.0.1:4739"},
     "metrics": {"listen": "127.0.0.1:9469"},
+    "outside": {"mtu": 1400},  # below the veths' 1500: fragmentation and ICMP 3/4 (test_control.PathMtu)
 }
 # --suite blocks: port-block mode and the per-subscriber limits (test_blocks.py's docstring
 # says why these numbers: both limits, and every block behaviour, in one lab run).

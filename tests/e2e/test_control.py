@@ -38,7 +38,7 @@ import unittest
 from pathlib import Path
 
 import labnet as L
-from labnet import IN_IF, IN_IP, NS_GW, NS_IN, NS_OUT, OUT_IP, PROTO_UDP
+from labnet import GW_IN_IP, IN_IF, IN_IP, NS_GW, NS_IN, NS_OUT, OUT_IP, PROTO_UDP
 
 NOTES: list[str] = []  # one line per test worth printing in the runner's summary
 
@@ -1247,7 +1247,80 @@ class StaticMappings(unittest.TestCase):
         self.assertEqual(1, missing.returncode, missing.stderr)
 
 
-ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings]
+class PathMtu(unittest.TestCase):
+    """RFC 4787 REQ-13 with `[outside] mtu = 1400` (the suite's configuration) on a lab whose
+    links all carry 1500: a packet too big for the outside with DF set is answered with ICMP
+    3/4 carrying the MTU; without DF it arrives, in fragments, intact."""
+
+    MTU = 1400
+    PAYLOAD = 1450 - 28  # a 1450-byte IPv4 packet
+    IP_MTU_DISCOVER, IP_RECVERR = 10, 11  # <linux/in.h>; Python's socket module has neither
+
+    def udp_from_inside(self, pmtudisc: int) -> socket.socket:
+        s = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(s.close)
+        s.bind((IN_IP, 0))
+        # PROBE (3): DF set, the cached path MTU ignored (the first 3/4 would otherwise make the
+        # kernel refuse or fragment the next one itself); INTERFACE (4): no DF, the interface MTU.
+        s.setsockopt(socket.IPPROTO_IP, self.IP_MTU_DISCOVER, pmtudisc)
+        s.setsockopt(socket.IPPROTO_IP, self.IP_RECVERR, 1)
+        return s
+
+    def test_rfc4787_req13_too_big_with_df_is_answered_with_icmp_3_4_and_the_mtu(self):
+        before = ctl_stats()
+        s = self.udp_from_inside(3)
+        err = None
+        for _ in range(5):
+            s.sendto(b"x" * self.PAYLOAD, (OUT_IP, 47300))
+            deadline = time.monotonic() + 1
+            while time.monotonic() < deadline and err is None:
+                try:
+                    _, anc, _, _ = s.recvmsg(2048, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    time.sleep(0.05)
+                    continue
+                for level, kind, data in anc:
+                    if level == socket.IPPROTO_IP and kind == self.IP_RECVERR:  # a sock_extended_err
+                        err = struct.unpack_from("=IBBBBII", data)
+                        offender = socket.inet_ntoa(data[20:24])  # sockaddr_in after it: port, address
+            if err:
+                break
+        self.assertIsNotNone(err, "no ICMP error came back for a 1450-byte packet with DF")
+        errno_, origin, icmp_type, code, _, info, _ = err
+        self.assertEqual((2, 3, 4), (origin, icmp_type, code), "not an ICMP 3/4")  # SO_EE_ORIGIN_ICMP
+        self.assertEqual(self.MTU, info, "the next-hop MTU in the ICMP error")
+        self.assertEqual(GW_IN_IP, offender, "3/4 comes from the gateway's inside address")
+        after = ctl_stats()
+        self.assertGreaterEqual(after["frag_needed_sent"] - before["frag_needed_sent"], 1)
+        self.assertGreaterEqual(after["too_big"] - before["too_big"], 1)
+
+    def test_rfc4787_req13_too_big_without_df_arrives_in_fragments_intact(self):
+        server = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(server.close)
+        server.bind((OUT_IP, 47301))
+        server.settimeout(1)
+        s = self.udp_from_inside(4)
+        payload = bytes(range(256)) * 5 + bytes(self.PAYLOAD - 1280)
+        before = ctl_stats()
+        got = None
+        for _ in range(5):  # the first may wait for nothing, but stay bounded
+            s.sendto(payload, (OUT_IP, 47301))
+            try:
+                got = server.recvfrom(4096)
+                break
+            except socket.timeout:
+                continue
+        self.assertIsNotNone(got, f"the datagram did not arrive; stats: {ctl_stats()}")
+        data, peer = got
+        self.assertEqual(payload, data, "reassembled at the receiver with its UDP checksum valid")
+        self.assertTrue(L.lab().in_pool(peer[0]), peer)
+        after = ctl_stats()
+        self.assertGreaterEqual(after["fragmented"] - before["fragmented"], 1)
+        self.assertGreaterEqual(after["fragments_sent"] - before["fragments_sent"], 2)
+        self.assertEqual(after["fragment_failed"], before["fragment_failed"])
+
+
+ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, PathMtu]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
