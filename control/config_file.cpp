@@ -261,6 +261,8 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
             g.handoff_ring = uint32_t(*v);
         }
         if (auto v = r.number("dataplane", "icmp_rate", 0, 1000000)) g.icmp_rate = uint32_t(*v);
+        if (auto v = r.number("dataplane", "reassembly", 0, 65536)) g.reassembly = uint32_t(*v);
+        if (auto v = r.number("dataplane", "reassembly_timeout", 1, 30)) g.reassembly_timeout = uint32_t(*v);
 
         if (auto v = r.get<std::string>("log", "file", "a path")) g.log.file = *v;
         if (auto v = r.get<bool>("log", "syslog", "true or false")) g.log.syslog = *v;

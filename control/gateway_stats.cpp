@@ -81,6 +81,9 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         gw.fragmented += c.fragmented;
         gw.fragments_sent += c.fragments_sent;
         gw.fragment_failed += c.fragment_failed;
+        gw.fragments_received += c.fragments_received;
+        gw.reassembled += c.reassembled;
+        gw.reassembly_dropped += c.reassembly_dropped;
         gw.icmp_rate_limited += c.icmp_rate_limited;
         gw.no_next_hop += c.no_next_hop;
         gw.not_for_us += c.not_for_us;
@@ -120,6 +123,9 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"fragmented", gw.fragmented},
         {"fragments_sent", gw.fragments_sent},
         {"fragment_failed", gw.fragment_failed},
+        {"fragments_received", gw.fragments_received},
+        {"reassembled", gw.reassembled},
+        {"reassembly_dropped", gw.reassembly_dropped},
         {"icmp_rate_limited", gw.icmp_rate_limited},
         {"no_next_hop", gw.no_next_hop},
         {"not_for_us", gw.not_for_us},

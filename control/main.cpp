@@ -147,7 +147,8 @@ int main(int argc, char** argv)
     const uint32_t ring = config.handoff_ring;
     const uint32_t mbufs = config.mbufs ? config.mbufs
                                         : 2 * workers * (config.rx_descriptors + config.tx_descriptors) +
-                                              2 * workers * (workers - 1) * ring + 4096 * workers;
+                                              2 * workers * (workers - 1) * ring + 4096 * workers +
+                                              workers * config.reassembly * RTE_LIBRTE_IP_FRAG_MAX_FRAG;
     rte_mempool* pool = rte_pktmbuf_pool_create("ephemera_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
                                                 int(rte_socket_id()));
     if (pool == nullptr) die("cannot allocate " + std::to_string(mbufs) + " mbufs: " + rte_strerror(rte_errno));

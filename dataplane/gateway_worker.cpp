@@ -19,8 +19,10 @@ namespace ephemera {
 namespace {
 
 constexpr uint16_t kIcmpTimeExceeded = 11;
-// A packet fits one mbuf (2 KB of data): at MTU 576 that is at most 4 fragments.
-constexpr unsigned kMaxFragments = 8;
+// The largest packet is a reassembled one: 8 fragments (RTE_LIBRTE_IP_FRAG_MAX_FRAG)
+// of at most 9000 bytes on the way in would be more at MTU 576; 64 covers a
+// datagram of 35 KB even then, and fragmenting anything bigger fails, counted.
+constexpr unsigned kMaxFragments = 64;
 
 uint16_t ttl_of(const rte_mbuf* m, uint16_t l3)
 {
@@ -35,6 +37,10 @@ Worker::Worker(GatewayShared& shared, unsigned id)
       nat_(shared.config->nat, *shared.layout, id, int(rte_socket_id())),
       icmp_limit_(shared.config->icmp_rate, rte_get_tsc_hz())
 {
+    if (shared.config->reassembly)
+        reassembly_ = std::make_unique<Reassembly>(shared.config->reassembly,
+                                                   shared.config->reassembly_timeout * rte_get_tsc_hz(),
+                                                   int(rte_socket_id()));
     for (unsigned p = 0; p < 2; ++p) {
         tx_[p] = static_cast<rte_eth_dev_tx_buffer*>(
             rte_zmalloc_socket("ephemera_tx", RTE_ETH_TX_BUFFER_SIZE(kBurst), 0, int(rte_socket_id())));
@@ -68,11 +74,23 @@ void Worker::learn_inside_neighbor(const rte_mbuf* m)
 
 void Worker::send(Port port, rte_mbuf* m)
 {
-    // The L2 header is at most 18 bytes (one VLAN tag): only then can the IP packet be too big.
-    if (m->pkt_len > uint32_t(shared_.mtu[port]) + sizeof(rte_ether_hdr)) [[unlikely]] {
+    // The L2 header is at most 18 bytes (one VLAN tag): only then can the IP
+    // packet be too big. Chains are reassembled datagrams.
+    if (m->pkt_len > uint32_t(shared_.mtu[port]) + sizeof(rte_ether_hdr) || m->nb_segs != 1) [[unlikely]] {
         const uint16_t l3 = steer::ipv4_offset(m);
         if (l3 && m->pkt_len - l3 > shared_.mtu[port]) {
-            send_fragments(port, m);
+            send_fragments(port, m, shared_.mtu[port]);
+            return;
+        }
+        // Fits the link: one segment, as not every PMD transmits chains; a
+        // chain too long for one buffer leaves as fragments that fit one.
+        if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
+            if (l3) {
+                send_fragments(port, m, uint16_t(rte_pktmbuf_data_room_size(shared_.mbufs) - RTE_PKTMBUF_HEADROOM - l3));
+            } else {
+                ++counters_.fragment_failed;
+                rte_pktmbuf_free(m);
+            }
             return;
         }
     }
@@ -82,7 +100,7 @@ void Worker::send(Port port, rte_mbuf* m)
 // A translated packet bigger than the link's MTU (RFC 4787 REQ-13): with DF
 // it was answered before translation (too_big), so only a hairpinned packet
 // gets here with DF, and is dropped; without DF it goes out as fragments.
-void Worker::send_fragments(Port port, rte_mbuf* m)
+void Worker::send_fragments(Port port, rte_mbuf* m, uint16_t link_mtu)
 {
     const uint16_t l3 = steer::ipv4_offset(m);
     const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
@@ -95,7 +113,7 @@ void Worker::send_fragments(Port port, rte_mbuf* m)
     std::memcpy(l2, rte_pktmbuf_mtod(m, const void*), l3);
     // Every fragment but the last carries a multiple of 8 bytes of payload.
     const unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
-    const uint16_t mtu = uint16_t(ihl + ((shared_.mtu[port] - ihl) & ~7u));
+    const uint16_t mtu = uint16_t(ihl + ((link_mtu - ihl) & ~7u));
     rte_pktmbuf_adj(m, l3);
     rte_mbuf* frags[kMaxFragments];
     const int n = rte_ipv4_fragment_packet(m, frags, kMaxFragments, mtu, shared_.mbufs, shared_.indirect);
@@ -122,6 +140,18 @@ void Worker::send_fragments(Port port, rte_mbuf* m)
         ++counters_.fragments_sent;
         counters_.tx[port] += rte_eth_tx_buffer(shared_.port[port], uint16_t(id_), tx_[port], f);
     }
+}
+
+// A fragment goes to this worker's reassembly; the whole datagram comes back
+// when its last fragment arrives (then it is steered and translated like any
+// packet), else nullptr.
+rte_mbuf* Worker::reassemble(rte_mbuf* m, uint16_t l3, uint64_t tsc)
+{
+    rte_mbuf* whole = reassembly_->add(m, l3, tsc);
+    counters_.fragments_received = reassembly_->fragments();
+    counters_.reassembled = reassembly_->reassembled();
+    counters_.reassembly_dropped = reassembly_->dropped();
+    return whole;
 }
 
 // Before translation, so that the error quotes the packet as its sender sent
@@ -318,7 +348,11 @@ void Worker::poll_inside(Tick now, uint64_t tsc)
             continue;
         }
         const uint16_t l3 = steer::ipv4_offset(m);
-        if (l3 && (local_or_expired(m, l3, kInside, tsc) || too_big(m, l3, kInside, tsc))) continue;
+        if (l3 && local_or_expired(m, l3, kInside, tsc)) continue;
+        if (l3 && reassembly_ && Reassembly::is_fragment(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)) &&
+            (m = reassemble(m, l3, tsc)) == nullptr)
+            continue;
+        if (l3 && too_big(m, l3, kInside, tsc)) continue;
         unsigned owner = id_;
         if (l3 && shared_.workers > 1)
             owner = shared_.subscriber_worker(
@@ -360,6 +394,9 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
             rte_pktmbuf_free(m);
             continue;
         }
+        if (l3 && reassembly_ && Reassembly::is_fragment(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)) &&
+            (m = reassemble(m, l3, tsc)) == nullptr)
+            continue;
         if (l3 && too_big(m, l3, kOutside, tsc)) continue;
         ours[k++] = m; // not IPv4 goes to the translator, which counts it
     }
@@ -432,6 +469,10 @@ void Worker::run()
         counters_.mappings_expired += drain_expiry_commands(nat_, shared_.expiry[id_], 64, now);
         answer_queries(now, false);
         nat_.set_event_time(shared_.unix_ms_at(tsc));
+        if (reassembly_) {
+            reassembly_->expire(tsc); // the oldest first: nothing to do most of the time
+            counters_.reassembly_dropped = reassembly_->dropped();
+        }
     }
     if (qsbr) {
         rte_rcu_qsbr_thread_offline(qsbr, id_);

@@ -18,6 +18,7 @@
 #include "ephemera/translator.hpp"
 #include "hw_steering.hpp"
 #include "neighbor.hpp"
+#include "reassembly.hpp"
 #include "router.hpp"
 #include "steering.hpp"
 #include "worker_query.hpp"
@@ -42,6 +43,9 @@ struct alignas(64) GatewayCounters {
     uint64_t fragmented = 0;        // packets too big without DF, sent as fragments
     uint64_t fragments_sent = 0;    // the fragments they became
     uint64_t fragment_failed = 0;   // could not be fragmented (no mbufs): dropped
+    uint64_t fragments_received = 0; // IPv4 fragments given to reassembly (RFC 4787 REQ-14)
+    uint64_t reassembled = 0;       // datagrams they made whole
+    uint64_t reassembly_dropped = 0; // fragments dropped: timed out, no room in the table, inconsistent
     uint64_t icmp_rate_limited = 0;
     uint64_t no_next_hop = 0;       // outbound before the next hop answered ARP
     uint64_t not_for_us = 0;        // outside packets to no pool or gateway address
@@ -120,8 +124,9 @@ private:
     void hand_off(Dir dir, unsigned owner, rte_mbuf* m);
     void flush_handoffs();
     void send(Port port, rte_mbuf* m);
-    void send_fragments(Port port, rte_mbuf* m);
+    void send_fragments(Port port, rte_mbuf* m, uint16_t link_mtu);
     bool too_big(rte_mbuf* m, uint16_t l3, Port in, uint64_t tsc);
+    rte_mbuf* reassemble(rte_mbuf* m, uint16_t l3, uint64_t tsc);
     void answer_icmp_error(const rte_mbuf* m, uint16_t l3, Port port, uint8_t type, uint8_t code, uint64_t tsc,
                            uint64_t& sent, uint16_t next_hop_mtu = 0);
     void learn_inside_neighbor(const rte_mbuf* m);
@@ -132,6 +137,7 @@ private:
     const unsigned id_;
     Translator nat_;
     router::RateLimit icmp_limit_;
+    std::unique_ptr<Reassembly> reassembly_; // null: reassembly off, fragments go on to be dropped
     GatewayCounters counters_;
     rte_eth_dev_tx_buffer* tx_[2] = {};
     Query* query_ = nullptr; // being answered, a slice per loop

@@ -89,6 +89,7 @@ struct RuleSpec {
     rte_flow_item pattern[4]{};
     rte_flow_action action[2]{};
     rte_flow_action_queue queue{};
+    rte_flow_item_ipv4 ipv4[2]{};
     rte_flow_item_tcp tcp[2]{};
     rte_flow_item_udp udp[2]{};
     rte_flow_item_sctp sctp[2]{};
@@ -98,7 +99,12 @@ struct RuleSpec {
     {
         attr.ingress = 1;
         pattern[0].type = RTE_FLOW_ITEM_TYPE_ETH;
+        // Not fragments: they are reassembled by whichever worker receives
+        // them, so a first fragment must not be sent away from the rest.
         pattern[1].type = RTE_FLOW_ITEM_TYPE_IPV4;
+        ipv4[1].hdr.fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK);
+        pattern[1].spec = &ipv4[0];
+        pattern[1].mask = &ipv4[1];
         rte_flow_item& l4 = pattern[2];
         const rte_be16_t value = rte_cpu_to_be_16(r.port.value), mask = rte_cpu_to_be_16(r.port.mask);
         switch (r.proto) {

@@ -58,9 +58,11 @@ inline bool options_valid(const uint8_t* opt, unsigned len)
 // Fills p from m. On failure returns false with `why` set; m is untouched.
 __attribute__((always_inline)) inline bool frame(const rte_mbuf* m, Translator::Parsed& p, Drop& why)
 {
-    if (m->nb_segs != 1) { why = Drop::Unsupported; return false; }
+    // Headers are read from the first segment (len); a datagram the gateway
+    // reassembled continues in further segments (pkt_len).
     const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
     const uint32_t len = m->data_len;
+    const bool chained = m->nb_segs != 1;
 
     if (len < sizeof(rte_ether_hdr)) { why = Drop::Malformed; return false; }
     uint16_t type = reinterpret_cast<const rte_ether_hdr*>(data)->ether_type;
@@ -80,7 +82,7 @@ __attribute__((always_inline)) inline bool frame(const rte_mbuf* m, Translator::
         return false;
     }
     const uint16_t ip_len = rte_be_to_cpu_16(ip->total_length);
-    if (ip_len < ihl || l3 + uint32_t(ip_len) > len) { why = Drop::Malformed; return false; }
+    if (ip_len < ihl || l3 + uint32_t(ip_len) > m->pkt_len) { why = Drop::Malformed; return false; }
     const uint64_t cksum_flags = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
     if (cksum_flags == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
         (cksum_flags != RTE_MBUF_F_RX_IP_CKSUM_GOOD && !csum::verify_ipv4_header(ip, ihl))) {
@@ -98,6 +100,17 @@ __attribute__((always_inline)) inline bool frame(const rte_mbuf* m, Translator::
     const uint16_t l4 = uint16_t(l3 + ihl);
     const unsigned l4_len = ip_len - ihl;
     const uint8_t* h = data + l4;
+    // In segments: the L4 header must be whole in the first one, and only
+    // header rewrites with incremental checksums are done on such datagrams
+    // (SCTP's CRC32c and ICMP errors' quotes would need the payload).
+    if (chained) [[unlikely]] {
+        unsigned need = 8; // UDP, ICMP; TCP: its whole header, options included
+        if (p.space == L4::Tcp) need = l4 + 20u <= len ? (h[12] >> 4) * 4u : 20u;
+        if (l4 + need > len || p.space == L4::Sctp || (p.space == L4::Icmp && is_icmp_error(h[0]))) {
+            why = Drop::Unsupported;
+            return false;
+        }
+    }
     p.tcp_flags = 0;
     p.icmp_type = 0;
     p.icmp_error = false;

@@ -110,11 +110,10 @@ Bytes Nat::outside_frame(const Bytes& ipp, std::optional<uint16_t> vlan, size_t 
     return ether_frame(l2, kEtherIpv4, ipp);
 }
 
-Outcome Nat::run(Dir dir, const Bytes& frame)
+Outcome Nat::run(Dir dir, rte_mbuf* m)
 {
     Outcome o;
     o.dir = dir;
-    rte_mbuf* m = make_mbuf(frame);
     if (m == nullptr) return o;
     const WorkerStats before = snapshot(tr);
     rte_mbuf* pkts[kBurst] = {m};

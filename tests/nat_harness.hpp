@@ -98,6 +98,15 @@ public:
     // One IPv4 packet wrapped by inside_frame / outside_frame.
     Outcome out(const Bytes& ip_packet) { return out_frame(inside_frame(ip_packet)); }
     Outcome in(const Bytes& ip_packet) { return in_frame(outside_frame(ip_packet)); }
+    // The same in a chain of mbufs whose first holds first_len bytes (a datagram the gateway reassembled).
+    Outcome out_chained(const Bytes& ip_packet, size_t first_len)
+    {
+        return run(Dir::Out, make_chained_mbuf(inside_frame(ip_packet), first_len));
+    }
+    Outcome in_chained(const Bytes& ip_packet, size_t first_len)
+    {
+        return run(Dir::In, make_chained_mbuf(outside_frame(ip_packet), first_len));
+    }
 
     // Opens a UDP flow X:x -> Y:y; returns the external port it left with, 0 when dropped.
     uint16_t open_udp(uint32_t inside, uint16_t port, uint32_t remote = kRemote1, uint16_t rport = 5000);
@@ -120,7 +129,8 @@ public:
     ::testing::AssertionResult partition_consistent(unsigned pool_index, L4 l4);
 
 private:
-    Outcome run(Dir dir, const Bytes& frame);
+    Outcome run(Dir dir, const Bytes& frame) { return run(dir, make_mbuf(frame)); }
+    Outcome run(Dir dir, rte_mbuf* m);
 };
 
 // Asserts (EXPECT_*) that `got` is `sent` translated: outbound, the source

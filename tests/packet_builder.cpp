@@ -513,6 +513,21 @@ rte_mbuf* make_mbuf(const Bytes& frame)
     return m;
 }
 
+rte_mbuf* make_chained_mbuf(const Bytes& frame, size_t first_len, size_t rest_len)
+{
+    rte_mbuf* head = make_mbuf(Bytes(frame.begin(), frame.begin() + std::min(first_len, frame.size())));
+    for (size_t at = first_len; head != nullptr && at < frame.size(); at += rest_len) {
+        rte_mbuf* seg = make_mbuf(Bytes(frame.begin() + at, frame.begin() + std::min(frame.size(), at + rest_len)));
+        if (seg == nullptr || rte_pktmbuf_chain(head, seg) != 0) {
+            ADD_FAILURE() << "cannot chain a segment";
+            rte_pktmbuf_free(seg);
+            rte_pktmbuf_free(head);
+            return nullptr;
+        }
+    }
+    return head;
+}
+
 Bytes mbuf_bytes(const rte_mbuf* m)
 {
     Bytes b;

@@ -198,6 +198,9 @@ inline constexpr unsigned kMbufPoolSize = 1023;
 rte_mempool* mbuf_pool();
 unsigned mbufs_available();
 rte_mbuf* make_mbuf(const Bytes& frame);
+// The frame in a chain of mbufs: the first holds first_len bytes, the next
+// ones the rest, at most `rest_len` bytes each (as a reassembled datagram).
+rte_mbuf* make_chained_mbuf(const Bytes& frame, size_t first_len, size_t rest_len = 1024);
 Bytes mbuf_bytes(const rte_mbuf* m);
 
 } // namespace ephtest

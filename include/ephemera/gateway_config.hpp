@@ -51,6 +51,8 @@ struct GatewayConfig {
     uint16_t tx_descriptors = 1024;
     uint32_t handoff_ring = 1024;       // per worker pair and direction
     uint32_t icmp_rate = 100;           // ICMP errors generated per second per worker
+    uint32_t reassembly = 256;          // datagrams reassembled at once per worker; 0: fragments dropped
+    uint32_t reassembly_timeout = 2;    // seconds an incomplete datagram is kept
     bool icmp_on_limit = true;          // answer a refused new flow with ICMP 3/13 (RFC 6888 REQ-11)
     std::vector<std::string> static_mappings; // "PROTO INSIDE:PORT POOLADDR:PORT", made at start
     NatConfig nat;

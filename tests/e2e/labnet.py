@@ -135,6 +135,20 @@ def ns_socket(ns: str, family=socket.AF_INET, type_=socket.SOCK_DGRAM, proto=0) 
     return in_netns(ns, socket.socket, family, type_, proto)
 
 
+def send_until_received(sender: socket.socket, payload, dest: tuple, receiver: socket.socket,
+                        tries: int = 5) -> tuple | None:
+    """Sends payload (bytes, or a function of the try number giving them) to dest until
+    receiver (with a timeout set) gets a datagram: (data, peer), or None after `tries`
+    sends. The first may wait for an ARP resolution in the gateway."""
+    for i in range(tries):
+        sender.sendto(payload(i) if callable(payload) else payload, dest)
+        try:
+            return receiver.recvfrom(65536)
+        except socket.timeout:
+            continue
+    return None
+
+
 def ns_run(ns: str, args: list, timeout: float, **kwargs) -> subprocess.CompletedProcess:
     """Runs a command in ns (ip netns exec), output captured as text, bounded by timeout."""
     return subprocess.run(["ip", "netns", "exec", ns, *map(str, args)], capture_output=True,

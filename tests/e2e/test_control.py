@@ -81,6 +81,15 @@ def ctl_stats() -> dict:
     return ctl_json("stats")
 
 
+def udp_socket(test: unittest.TestCase, ns: str, addr: str, port: int, timeout: float) -> socket.socket:
+    """A UDP socket in ns bound to addr:port, closed when the test ends."""
+    s = L.ns_socket(ns, socket.AF_INET, socket.SOCK_DGRAM)
+    test.addCleanup(s.close)
+    s.bind((addr, port))
+    s.settimeout(timeout)
+    return s
+
+
 def mapping_rows(**filters) -> list[dict]:
     """`ephemeractl --json mappings` with filters (inside=, pool=, port=, proto=), as rows."""
     args = ["mappings", "--limit", "200"]
@@ -1178,14 +1187,7 @@ class StaticMappings(unittest.TestCase):
         server.settimeout(0.5)
         client = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(client.close)
-        got = None
-        for i in range(10):  # the first may wait for the gateway's ARP
-            client.sendto(b"forwarded %d" % i, ("198.51.100.2", 7000))
-            try:
-                got = server.recvfrom(100)
-                break
-            except socket.timeout:
-                continue
+        got = L.send_until_received(client, lambda i: b"forwarded %d" % i, ("198.51.100.2", 7000), server, 10)
         self.assertIsNotNone(got, f"nothing reached {IN_IP}:7000; drops: {ctl_stats().get('drops')}")
         self.assertEqual(OUT_IP, got[1][0])
 
@@ -1200,22 +1202,9 @@ class StaticMappings(unittest.TestCase):
         ext = f"{self.EXT_POOL}:7101"
         self.addCleanup(lambda: ctl("static", "del", "udp", ext, check=False))
         ctl("static", "add", "udp", f"{IN_IP}:7100", ext)
-        server = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_DGRAM)
-        self.addCleanup(server.close)
-        server.bind((IN_IP, 7100))
-        server.settimeout(0.5)
-        host2 = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_DGRAM)
-        self.addCleanup(host2.close)
-        host2.bind((a2, 0))
-        host2.settimeout(2)
-        got = None
-        for i in range(10):  # the first may wait for the gateway's ARP
-            host2.sendto(b"hairpin %d" % i, (self.EXT_POOL, 7101))
-            try:
-                got = server.recvfrom(100)
-                break
-            except socket.timeout:
-                continue
+        server = udp_socket(self, NS_IN, IN_IP, 7100, 0.5)
+        host2 = udp_socket(self, NS_IN, a2, 0, 2)
+        got = L.send_until_received(host2, lambda i: b"hairpin %d" % i, (self.EXT_POOL, 7101), server, 10)
         self.assertIsNotNone(got, f"nothing reached {IN_IP}:7100 from {a2}; drops: {ctl_stats().get('drops')}")
         seen = got[1]
         self.assertTrue(L.lab().in_pool(seen[0]), f"the server saw {seen}: not a pool address")
@@ -1257,9 +1246,7 @@ class PathMtu(unittest.TestCase):
     IP_MTU_DISCOVER, IP_RECVERR = 10, 11  # <linux/in.h>; Python's socket module has neither
 
     def udp_from_inside(self, pmtudisc: int) -> socket.socket:
-        s = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_DGRAM)
-        self.addCleanup(s.close)
-        s.bind((IN_IP, 0))
+        s = udp_socket(self, NS_IN, IN_IP, 0, 2)
         # PROBE (3): DF set, the cached path MTU ignored (the first 3/4 would otherwise make the
         # kernel refuse or fragment the next one itself); INTERFACE (4): no DF, the interface MTU.
         s.setsockopt(socket.IPPROTO_IP, self.IP_MTU_DISCOVER, pmtudisc)
@@ -1295,21 +1282,11 @@ class PathMtu(unittest.TestCase):
         self.assertGreaterEqual(after["too_big"] - before["too_big"], 1)
 
     def test_rfc4787_req13_too_big_without_df_arrives_in_fragments_intact(self):
-        server = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_DGRAM)
-        self.addCleanup(server.close)
-        server.bind((OUT_IP, 47301))
-        server.settimeout(1)
+        server = udp_socket(self, NS_OUT, OUT_IP, 47301, 1)
         s = self.udp_from_inside(4)
         payload = bytes(range(256)) * 5 + bytes(self.PAYLOAD - 1280)
         before = ctl_stats()
-        got = None
-        for _ in range(5):  # the first may wait for nothing, but stay bounded
-            s.sendto(payload, (OUT_IP, 47301))
-            try:
-                got = server.recvfrom(4096)
-                break
-            except socket.timeout:
-                continue
+        got = L.send_until_received(s, payload, (OUT_IP, 47301), server)
         self.assertIsNotNone(got, f"the datagram did not arrive; stats: {ctl_stats()}")
         data, peer = got
         self.assertEqual(payload, data, "reassembled at the receiver with its UDP checksum valid")
@@ -1320,7 +1297,43 @@ class PathMtu(unittest.TestCase):
         self.assertEqual(after["fragment_failed"], before["fragment_failed"])
 
 
-ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, PathMtu]
+class Fragments(unittest.TestCase):
+    """RFC 4787 REQ-14: fragmented datagrams cross the gateway both ways. Linux hosts
+    fragment a 3000-byte UDP datagram at their 1500-byte links; ephemera reassembles it,
+    translates it and fragments it again for the next link (1400 outside, 1500 inside)."""
+
+    SIZE = 3000
+
+    def test_rfc4787_req14_fragmented_udp_crosses_both_ways_intact(self):
+        server = udp_socket(self, NS_OUT, OUT_IP, 47310, 1)
+        client = udp_socket(self, NS_IN, IN_IP, 0, 1)
+        for sock in (server, client):  # IP_PMTUDISC_OMIT: fragments of the interface's 1500, whatever path
+            sock.setsockopt(socket.IPPROTO_IP, PathMtu.IP_MTU_DISCOVER, 5)  # MTU was learnt before
+        request = bytes((i * 7) & 0xFF for i in range(self.SIZE))
+        reply = bytes((i * 13 + 5) & 0xFF for i in range(self.SIZE))
+        before = ctl_stats()
+        got = L.send_until_received(client, request, (OUT_IP, 47310), server)
+        self.assertIsNotNone(got, f"the fragmented datagram did not arrive; stats: {ctl_stats()}")
+        self.assertEqual(request, got[0])
+        self.assertTrue(L.lab().in_pool(got[1][0]), got[1])
+        server.sendto(reply, got[1])
+        data, source = client.recvfrom(65536)
+        self.assertEqual(reply, data, "the fragmented answer, reassembled, translated back")
+        self.assertEqual((OUT_IP, 47310), source)
+        after = ctl_stats()
+        grew = {k: after[k] - before[k] for k in ("fragments_received", "reassembled", "fragmented",
+                                                   "reassembly_dropped")}
+        self.assertGreaterEqual(grew["fragments_received"], 6, grew)  # 3 fragments each way
+        self.assertGreaterEqual(grew["reassembled"], 2, grew)
+        self.assertGreaterEqual(grew["fragmented"], 2, grew)
+        self.assertEqual(grew["reassembly_dropped"], 0, grew)
+
+    def test_rfc4787_req14_ping_with_a_fragmented_echo_is_answered(self):
+        p = L.ns_run(NS_IN, ["ping", "-c", "1", "-W", "3", "-s", self.SIZE, OUT_IP], timeout=10)
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+
+
+ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, PathMtu, Fragments]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
