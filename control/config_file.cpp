@@ -228,6 +228,23 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         if (auto v = r.get<bool>("nat", "icmp_on_limit", "true or false")) g.icmp_on_limit = *v;
         // Port forwards: checked in full when made at start (they need the pool,
         // the inside subnet and the range); the shape is checked here.
+        for (const std::string& text : r.strings("nat", "exclude")) {
+            const auto slash = text.find('/');
+            const uint32_t addr = under_key("nat.exclude", text, [&] { return parse_ipv4(text.substr(0, slash)); });
+            unsigned len = 32;
+            if (slash != std::string::npos) {
+                const std::string l = text.substr(slash + 1);
+                auto [end, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
+                if (ec != std::errc{} || end != l.data() + l.size() || len < 1 || len > 32)
+                    Reader::fail("nat.exclude", "\"" + text + "\"", "prefix length must be 1-32");
+            }
+            const uint32_t mask = ~uint32_t(0) << (32 - len);
+            if (addr & ~mask) Reader::fail("nat.exclude", "\"" + text + "\"", "host bits set: not a prefix");
+            for (uint32_t a : n.pool)
+                if ((a & mask) == addr)
+                    Reader::fail("nat.exclude", "\"" + text + "\"", "covers the pool address " + format_ipv4(a));
+            g.exclude.emplace_back(addr, uint8_t(len));
+        }
         for (const std::string& spec : r.strings("nat", "static")) {
             std::istringstream in(spec);
             std::string proto, inside, external, extra;

@@ -84,6 +84,9 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         gw.fragments_received += c.fragments_received;
         gw.reassembled += c.reassembled;
         gw.reassembly_dropped += c.reassembly_dropped;
+        gw.untranslated[0] += c.untranslated[0];
+        gw.untranslated[1] += c.untranslated[1];
+        gw.untranslated_dropped += c.untranslated_dropped;
         gw.icmp_rate_limited += c.icmp_rate_limited;
         gw.no_next_hop += c.no_next_hop;
         gw.not_for_us += c.not_for_us;
@@ -126,6 +129,8 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"fragments_received", gw.fragments_received},
         {"reassembled", gw.reassembled},
         {"reassembly_dropped", gw.reassembly_dropped},
+        {"untranslated", {{"out", gw.untranslated[0]}, {"in", gw.untranslated[1]}}},
+        {"untranslated_dropped", gw.untranslated_dropped},
         {"icmp_rate_limited", gw.icmp_rate_limited},
         {"no_next_hop", gw.no_next_hop},
         {"not_for_us", gw.not_for_us},

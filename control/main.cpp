@@ -202,6 +202,14 @@ int main(int argc, char** argv)
             next_hop.set(mac, rte_rdtsc());
         }
 
+        std::unique_ptr<Exclusions> exclusions;
+        if (!config.exclude.empty()) {
+            try {
+                exclusions = std::make_unique<Exclusions>(config.exclude, int(rte_socket_id()));
+            } catch (const std::exception& e) {
+                die(e.what());
+            }
+        }
         std::unique_ptr<StaticTable> statics;
         try {
             statics = std::make_unique<StaticTable>(config.nat.max_static_mappings, workers, int(rte_socket_id()));
@@ -226,6 +234,7 @@ int main(int argc, char** argv)
         shared.next_hop = &next_hop;
         shared.workers = workers;
         shared.inside_rss = inside->source_rss();
+        shared.exclusions = exclusions.get();
         shared.steering = "inside: " + steering_inside + "; outside: " + steering_outside;
         for (unsigned d = 0; d < 2; ++d)
             for (unsigned i = 0; i < workers * workers; ++i) {

@@ -11,6 +11,7 @@
 #include <rte_prefetch.h>
 #include <rte_rcu_qsbr.h>
 
+#include "checksum.hpp"
 #include "ephemera/expiry.hpp"
 #include "steering.hpp"
 
@@ -37,6 +38,8 @@ Worker::Worker(GatewayShared& shared, unsigned id)
       nat_(shared.config->nat, *shared.layout, id, int(rte_socket_id())),
       icmp_limit_(shared.config->icmp_rate, rte_get_tsc_hz())
 {
+    if (shared.exclusions)
+        learned_ = std::make_unique<LearnedMacs>(shared.config->nat.max_subscribers, id, int(rte_socket_id()));
     if (shared.config->reassembly)
         reassembly_ = std::make_unique<Reassembly>(shared.config->reassembly,
                                                    shared.config->reassembly_timeout * rte_get_tsc_hz(),
@@ -198,7 +201,10 @@ void Worker::sync_next_hop()
     next_hop_version_ = v;
     rte_ether_addr mac;
     next_hop_known_ = shared_.next_hop->get(mac);
-    if (next_hop_known_) nat_.set_outside_l2(shared_.mac[kOutside], mac);
+    if (next_hop_known_) {
+        nat_.set_outside_l2(shared_.mac[kOutside], mac);
+        next_hop_mac_ = mac;
+    }
 }
 
 // Packets for the gateway itself, and packets whose TTL runs out here. True
@@ -252,8 +258,68 @@ void Worker::flush_handoffs()
         }
 }
 
+// RFC 6888 REQ-6: packets to excluded destinations leave untranslated (the
+// sender's MAC learnt for the answer); returns how many of pkts remain, in order.
+uint16_t Worker::route_excluded_out(rte_mbuf** pkts, uint16_t n)
+{
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = pkts[i];
+        const uint16_t l3 = steer::ipv4_offset(m);
+        const auto* ip = l3 ? rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3) : nullptr;
+        if (ip == nullptr || !shared_.exclusions->contains(ip->dst_addr)) {
+            pkts[k++] = m;
+            continue;
+        }
+        learned_->learn(ip->src_addr, rte_pktmbuf_mtod(m, const rte_ether_hdr*)->src_addr);
+        if (!next_hop_known_) {
+            ++counters_.untranslated_dropped;
+            rte_pktmbuf_free(m);
+        } else if (route_untranslated(m, kOutside, next_hop_mac_)) {
+            ++counters_.untranslated[unsigned(Dir::Out)];
+        }
+    }
+    return k;
+}
+
+// From an excluded source to an inside host: to the MAC that host last sent
+// from towards an excluded destination (this worker owns the host).
+void Worker::route_in_untranslated(rte_mbuf* m)
+{
+    const uint16_t l3 = steer::ipv4_offset(m);
+    const rte_ether_addr* mac =
+        l3 ? learned_->find(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr) : nullptr;
+    if (mac == nullptr) {
+        ++counters_.untranslated_dropped;
+        rte_pktmbuf_free(m);
+    } else if (route_untranslated(m, kInside, *mac)) {
+        ++counters_.untranslated[unsigned(Dir::In)];
+    }
+}
+
+// Plain routing: new MACs, TTL decremented (its expiry was answered on
+// receipt), header checksum adjusted. False when m was dropped.
+bool Worker::route_untranslated(rte_mbuf* m, Port out, const rte_ether_addr& dst)
+{
+    const uint16_t l3 = steer::ipv4_offset(m);
+    auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3);
+    if (ip->time_to_live <= 1) {
+        ++counters_.untranslated_dropped;
+        rte_pktmbuf_free(m);
+        return false;
+    }
+    auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+    eth->dst_addr = dst;
+    eth->src_addr = shared_.mac[out];
+    ip->time_to_live -= 1;
+    ip->hdr_checksum = csum::apply(ip->hdr_checksum, csum::kTtlDecrement);
+    send(out, m);
+    return true;
+}
+
 void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
 {
+    if (shared_.exclusions && (n = route_excluded_out(pkts, n)) == 0) return;
     rte_mbuf* refused[kBurst];
     uint16_t nrefused = 0;
     const bool answer = shared_.config->icmp_on_limit;
@@ -291,6 +357,18 @@ void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
 
 void Worker::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
 {
+    if (shared_.exclusions) { // handed-off packets to an inside host, not a pool address
+        uint16_t k = 0;
+        for (uint16_t i = 0; i < n; ++i) {
+            const uint16_t l3 = steer::ipv4_offset(pkts[i]);
+            if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(pkts[i], const rte_ipv4_hdr*, l3)->dst_addr) ==
+                          Pool::kNotInPool)
+                route_in_untranslated(pkts[i]);
+            else
+                pkts[k++] = pkts[i];
+        }
+        if ((n = k) == 0) return;
+    }
     const uint16_t done = nat_.inbound(pkts, n, now);
     for (uint16_t i = 0; i < done; ++i) send(kInside, pkts[i]);
 }
@@ -390,6 +468,15 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
         if (l3 && local_or_expired(m, l3, kOutside, tsc)) continue;
         if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr) ==
                       Pool::kNotInPool) {
+            const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
+            if (shared_.exclusions && shared_.exclusions->contains(ip->src_addr)) {
+                // From an excluded source to an inside host: its owner knows its MAC.
+                if (too_big(m, l3, kOutside, tsc)) continue;
+                const unsigned owner = shared_.subscriber_worker(ip->dst_addr);
+                if (owner == id_) route_in_untranslated(m);
+                else hand_off(Dir::In, owner, m);
+                continue;
+            }
             ++counters_.not_for_us;
             rte_pktmbuf_free(m);
             continue;

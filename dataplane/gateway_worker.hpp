@@ -17,6 +17,7 @@
 #include "ephemera/static_table.hpp"
 #include "ephemera/translator.hpp"
 #include "hw_steering.hpp"
+#include "exclusions.hpp"
 #include "neighbor.hpp"
 #include "reassembly.hpp"
 #include "router.hpp"
@@ -46,6 +47,8 @@ struct alignas(64) GatewayCounters {
     uint64_t fragments_received = 0; // IPv4 fragments given to reassembly (RFC 4787 REQ-14)
     uint64_t reassembled = 0;       // datagrams they made whole
     uint64_t reassembly_dropped = 0; // fragments dropped: timed out, no room in the table, inconsistent
+    uint64_t untranslated[2] = {};  // by Dir: routed without translation (nat.exclude, RFC 6888 REQ-6)
+    uint64_t untranslated_dropped = 0; // of those: TTL, no MAC learnt for the inside host, no next hop
     uint64_t icmp_rate_limited = 0;
     uint64_t no_next_hop = 0;       // outbound before the next hop answered ARP
     uint64_t not_for_us = 0;        // outside packets to no pool or gateway address
@@ -69,6 +72,7 @@ struct GatewayShared {
     // The inside port's RSS on the IPv4 source, when it has it: then the
     // subscriber's worker is the queue the NIC picks; else a CRC in software.
     const hw::SourceRss* inside_rss = nullptr;
+    const Exclusions* exclusions = nullptr; // nat.exclude; null when none
     std::string steering = "handoff";  // what was chosen at start, for `ephemeractl config`
     unsigned subscriber_worker(uint32_t subscriber_net) const
     {
@@ -127,6 +131,9 @@ private:
     void send_fragments(Port port, rte_mbuf* m, uint16_t link_mtu);
     bool too_big(rte_mbuf* m, uint16_t l3, Port in, uint64_t tsc);
     rte_mbuf* reassemble(rte_mbuf* m, uint16_t l3, uint64_t tsc);
+    uint16_t route_excluded_out(rte_mbuf** pkts, uint16_t n);
+    void route_in_untranslated(rte_mbuf* m);
+    bool route_untranslated(rte_mbuf* m, Port out, const rte_ether_addr& dst);
     void answer_icmp_error(const rte_mbuf* m, uint16_t l3, Port port, uint8_t type, uint8_t code, uint64_t tsc,
                            uint64_t& sent, uint16_t next_hop_mtu = 0);
     void learn_inside_neighbor(const rte_mbuf* m);
@@ -138,6 +145,8 @@ private:
     Translator nat_;
     router::RateLimit icmp_limit_;
     std::unique_ptr<Reassembly> reassembly_; // null: reassembly off, fragments go on to be dropped
+    std::unique_ptr<LearnedMacs> learned_;   // with nat.exclude: inside hosts' MACs
+    rte_ether_addr next_hop_mac_{};
     GatewayCounters counters_;
     rte_eth_dev_tx_buffer* tx_[2] = {};
     Query* query_ = nullptr; // being answered, a slice per loop

@@ -1,5 +1,7 @@
 #include "ephemera/port_blocks.hpp"
 
+#include "ephemera/address_hash.hpp"
+
 #include <stdexcept>
 #include <string>
 
@@ -31,19 +33,7 @@ PortBlocks::PortBlocks(const Shape& s, unsigned worker, int socket)
         PortFifo& f = free_blocks_.emplace_back(per_pool_);
         for (uint32_t b = 0; b < per_pool_; ++b) f.push_initial(uint16_t(b));
     }
-    static unsigned serial = 0;
-    const std::string name = "eph_blk" + std::to_string(worker) + "_" + std::to_string(serial++);
-    rte_hash_parameters p{};
-    p.name = name.c_str();
-    p.entries = s.max_subscribers;
-    p.key_len = sizeof(uint32_t);
-    p.hash_func = rte_hash_crc;
-    p.socket_id = socket;
-    p.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
-    hash_ = rte_hash_create(&p);
-    if (hash_ == nullptr)
-        throw std::runtime_error("cannot create the port-block subscriber table of " +
-                                 std::to_string(s.max_subscribers) + " entries: " + rte_strerror(rte_errno));
+    hash_ = create_address_hash("eph_blk", "port-block subscriber table", worker, s.max_subscribers, socket);
 }
 
 PortBlocks::~PortBlocks() { rte_hash_free(hash_); }

@@ -1,5 +1,7 @@
 #include "ephemera/subscriber_table.hpp"
 
+#include "ephemera/address_hash.hpp"
+
 #include <stdexcept>
 #include <string>
 
@@ -11,19 +13,7 @@ namespace ephemera {
 
 SubscriberTable::SubscriberTable(uint32_t max_subscribers, unsigned worker, int socket) : ports_(max_subscribers, socket)
 {
-    static unsigned serial = 0;
-    const std::string name = "eph_sub" + std::to_string(worker) + "_" + std::to_string(serial++);
-    rte_hash_parameters p{};
-    p.name = name.c_str();
-    p.entries = max_subscribers;
-    p.key_len = sizeof(uint32_t);
-    p.hash_func = rte_hash_crc;
-    p.socket_id = socket;
-    p.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
-    hash_ = rte_hash_create(&p);
-    if (hash_ == nullptr)
-        throw std::runtime_error("cannot create the subscriber table of " + std::to_string(max_subscribers) +
-                                 " entries: " + rte_strerror(rte_errno));
+    hash_ = create_address_hash("eph_sub", "subscriber table", worker, max_subscribers, socket);
 }
 
 SubscriberTable::~SubscriberTable() { rte_hash_free(hash_); }

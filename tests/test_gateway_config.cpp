@@ -195,3 +195,22 @@ TEST(GatewayConfig, LinkMtuOutside576To9000NamesTheKey)
     text.replace(text.find("next_hop ="), 0, "mtu = 500\n");
     EXPECT_NE(error_of(text).find("outside.mtu"), std::string::npos) << error_of(text);
 }
+
+TEST(GatewayConfig, ExcludedDestinationsAreReadAsPrefixes)
+{
+    std::string text = kMinimal;
+    text += "exclude = [\"203.0.113.48/29\", \"192.0.2.53\"]\n";
+    const GatewayConfig g = parse_gateway_config(text, "lab.toml");
+    ASSERT_EQ(g.exclude.size(), 2u);
+    EXPECT_EQ(g.exclude[0], std::make_pair(parse_ipv4("203.0.113.48"), uint8_t(29)));
+    EXPECT_EQ(g.exclude[1], std::make_pair(parse_ipv4("192.0.2.53"), uint8_t(32)));
+}
+
+TEST(GatewayConfig, BadExclusionsNameTheKey)
+{
+    for (const char* bad : {"203.0.113.49/29", "198.51.100.0/24", "203.0.113.0/33", "nonsense"}) {
+        const std::string e = error_of(kMinimal + "exclude = [\"" + bad + "\"]\n");
+        EXPECT_NE(e.find("nat.exclude"), std::string::npos) << bad << ": " << e;
+    }
+    EXPECT_NE(error_of(kMinimal + "exclude = [\"198.51.100.0/24\"]\n").find("pool address"), std::string::npos);
+}

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ephemera/config.hpp"
@@ -55,6 +56,8 @@ struct GatewayConfig {
     uint32_t reassembly_timeout = 2;    // seconds an incomplete datagram is kept
     bool icmp_on_limit = true;          // answer a refused new flow with ICMP 3/13 (RFC 6888 REQ-11)
     std::vector<std::string> static_mappings; // "PROTO INSIDE:PORT POOLADDR:PORT", made at start
+    // nat.exclude: destinations not translated (RFC 6888 REQ-6), (address host order, prefix length)
+    std::vector<std::pair<uint32_t, uint8_t>> exclude;
     NatConfig nat;
     MappingLogConfig log;
     MetricsConfig metrics;

@@ -51,7 +51,8 @@ _lab_lock = None
 # --suite control: what the control-plane tests need on top of the lab's template.
 CONTROL_CONFIG = {
     "nat": {"ports": "50000-50007", "randomize_ports": False,
-            "static": ["udp 100.64.0.2:7000 198.51.100.2:7000"]},  # a port forward from the start
+            "static": ["udp 100.64.0.2:7000 198.51.100.2:7000"],  # a port forward from the start
+            "exclude": ["203.0.113.48/29"]},  # not translated (test_control.Exclusions)
     "timeouts": {"udp": 2, "icmp": 2, "tcp_transitory": 2, "tcp_established": 4, "quarantine": 3},
     "log": {"file": "/run/ephemera-lab/mappings.log", "ipfix_collector": "127.0.0.1:4739"},
     "metrics": {"listen": "127.0.0.1:9469"},

@@ -1333,7 +1333,47 @@ class Fragments(unittest.TestCase):
         self.assertEqual(0, p.returncode, p.stdout + p.stderr)
 
 
-ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, PathMtu, Fragments]
+class Exclusions(unittest.TestCase):
+    """RFC 6888 REQ-6: translation turned off for chosen destinations. The suite's
+    configuration has `nat.exclude = ["203.0.113.48/29"]`; the test gives eph-out the
+    address 203.0.113.50 and a route back to 100.64.0.0/10 through the gateway, as a
+    provider's internal server would have."""
+
+    SERVER = "203.0.113.50"
+
+    def setUp(self):
+        for cmd, undo in (
+                (["ip", "-n", NS_OUT, "addr", "add", f"{self.SERVER}/24", "dev", "out0"],
+                 ["ip", "-n", NS_OUT, "addr", "del", f"{self.SERVER}/24", "dev", "out0"]),
+                (["ip", "-n", NS_OUT, "route", "add", "100.64.0.0/10", "via", "203.0.113.1"],
+                 ["ip", "-n", NS_OUT, "route", "del", "100.64.0.0/10", "via", "203.0.113.1"])):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=10)
+            self.addCleanup(subprocess.run, undo, capture_output=True, timeout=10)
+
+    def test_rfc6888_req6_excluded_destination_sees_the_inside_address_and_answers(self):
+        server = udp_socket(self, NS_OUT, self.SERVER, 47500, 1)
+        client = udp_socket(self, NS_IN, IN_IP, 47501, 1)
+        before = ctl_stats()
+        got = L.send_until_received(client, b"no nat", (self.SERVER, 47500), server)
+        self.assertIsNotNone(got, f"nothing reached {self.SERVER}; stats: {ctl_stats()}")
+        self.assertEqual((b"no nat", (IN_IP, 47501)), got, "the source must stay the inside address")
+        server.sendto(b"back", got[1])
+        self.assertEqual((b"back", (self.SERVER, 47500)), client.recvfrom(100))
+        after = ctl_stats()
+        self.assertGreaterEqual(after["untranslated_out"] - before["untranslated_out"], 1)
+        self.assertGreaterEqual(after["untranslated_in"] - before["untranslated_in"], 1)
+        self.assertEqual([], [r for r in mapping_rows(inside=IN_IP, proto="udp") if r["inside"] == f"{IN_IP}:47501"],
+                         "no mapping for an excluded flow")
+
+    def test_rfc6888_req6_other_destinations_are_still_translated(self):
+        server = udp_socket(self, NS_OUT, OUT_IP, 47502, 1)
+        client = udp_socket(self, NS_IN, IN_IP, 47503, 1)
+        got = L.send_until_received(client, b"nat", (OUT_IP, 47502), server)
+        self.assertIsNotNone(got)
+        self.assertTrue(L.lab().in_pool(got[1][0]), got[1])
+
+
+ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, PathMtu, Fragments, Exclusions]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
