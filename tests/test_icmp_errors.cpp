@@ -442,5 +442,46 @@ TEST_F(IcmpErrors, Rfc7857Sec7_1_OutboundErrorDoesNotRefresh)
     EXPECT_TRUE(nat.tr.mapping_expired(idx, gone_at(t0, 300))) << "the error refreshed the mapping";
 }
 
+// RFC 5508 REQ-7: an error between two inside hosts through their mappings is
+// hairpinned, its outer destination the embedded source after translation. In
+// the gateway a packet to a pool address goes out, then back in: the same two
+// translator passes here.
+TEST_F(IcmpErrors, Rfc5508Req7_HairpinnedErrorReachesTheOtherInsideHostTranslated)
+{
+    Nat nat(small_config());
+    // I1 -> X2':x2' (I2's mapping), hairpinned: I2 sees it from X1':x1'.
+    const Flow to_i2 = send_out(nat, udp_packet(kSub2, 6000, kRemote1, 7000, pattern(8)));
+    const uint32_t x2 = to_i2.out_p.src;
+    const uint16_t x2p = to_i2.out_p.sport;
+    const Outcome out1 = nat.out(udp_packet(kSub1, 6001, x2, x2p, pattern(12)));
+    ASSERT_TRUE(forwarded(out1));
+    const Outcome in1 = nat.in(out1.parsed().ip_packet);
+    ASSERT_TRUE(forwarded(in1));
+    const Parsed at_i2 = in1.parsed();
+    ASSERT_EQ(at_i2.dst, kSub2);
+    const uint32_t x1 = at_i2.src;
+    const uint16_t x1p = at_i2.sport;
+
+    // I2 answers with port unreachable quoting what it received (X1':x1' -> I2:6000).
+    const Bytes err = icmp_error_packet(kSub2, x1, 3, 3, at_i2.ip_packet);
+    const Outcome eo = nat.out(err);
+    ASSERT_TRUE(forwarded(eo)) << describe(eo);
+    const Parsed mid = eo.parsed();
+    EXPECT_EQ(mid.dst, x1) << "towards I1's mapping: a pool address, so back in";
+    const Outcome ei = nat.in(mid.ip_packet);
+    ASSERT_TRUE(forwarded(ei)) << describe(ei);
+    const Parsed at_i1 = ei.parsed();
+    EXPECT_EQ(at_i1.dst, kSub1) << "outer destination: the embedded source after translation";
+    EXPECT_EQ(at_i1.icmp_type, 3);
+    EXPECT_EQ(at_i1.icmp_code, 3);
+    ASSERT_TRUE(at_i1.embedded);
+    EXPECT_EQ(at_i1.embedded->src, kSub1) << "I1 sees the packet as it sent it";
+    EXPECT_EQ(at_i1.embedded->sport, 6001);
+    EXPECT_EQ(at_i1.embedded->dst, x2);
+    EXPECT_EQ(at_i1.embedded->dport, x2p);
+    EXPECT_NE(x1p, 0);
+    EXPECT_TRUE(checksums_ok(at_i1));
+}
+
 } // namespace
 } // namespace ephtest

@@ -518,5 +518,21 @@ TEST_F(Translate, FullBurstOfNewFlows)
     for (uint16_t i = 0; i < ephemera::kBurst; ++i) EXPECT_EQ(parse_frame(back[i]).dport, 1000 + i);
 }
 
+// RFC 6888 REQ-3: a pool with gaps is accepted and only its addresses are used.
+TEST_F(Translate, Rfc6888Req3_NonContiguousPoolUsesOnlyItsAddresses)
+{
+    NatConfig c = small_config();
+    c.pool = {ip(198, 51, 100, 1), ip(198, 51, 100, 5), ip(198, 51, 100, 9)};
+    c.ports = {50000, 50255};
+    Nat nat(c);
+    std::set<uint32_t> used;
+    for (uint32_t h = 2; h < 60; ++h) {
+        const Outcome o = nat.out(udp_packet(ip(100, 64, 0, uint8_t(h)), 7000, kRemote1, 53, pattern(4)));
+        ASSERT_TRUE(forwarded(o));
+        used.insert(o.parsed().src);
+    }
+    EXPECT_EQ(used, (std::set<uint32_t>{ip(198, 51, 100, 1), ip(198, 51, 100, 5), ip(198, 51, 100, 9)}));
+}
+
 } // namespace
 } // namespace ephtest
