@@ -135,6 +135,19 @@ def ns_socket(ns: str, family=socket.AF_INET, type_=socket.SOCK_DGRAM, proto=0) 
     return in_netns(ns, socket.socket, family, type_, proto)
 
 
+def add_excluded_server(test, addr: str) -> None:
+    """Gives eph-out the address addr (in 203.0.113.0/24) and a route back to 100.64.0.0/10
+    through the gateway, as a server behind an excluded destination (nat.exclude) has:
+    its answers go to the inside addresses themselves. Undone when the test ends."""
+    for cmd, undo in (
+            (["ip", "-n", NS_OUT, "addr", "add", f"{addr}/24", "dev", "out0"],
+             ["ip", "-n", NS_OUT, "addr", "del", f"{addr}/24", "dev", "out0"]),
+            (["ip", "-n", NS_OUT, "route", "add", "100.64.0.0/10", "via", "203.0.113.1"],
+             ["ip", "-n", NS_OUT, "route", "del", "100.64.0.0/10", "via", "203.0.113.1"])):
+        subprocess.run(cmd, check=True, capture_output=True, timeout=10)
+        test.addCleanup(subprocess.run, undo, capture_output=True, timeout=10)
+
+
 def send_until_received(sender: socket.socket, payload, dest: tuple, receiver: socket.socket,
                         tries: int = 5) -> tuple | None:
     """Sends payload (bytes, or a function of the try number giving them) to dest until

@@ -67,6 +67,9 @@ BLOCKS_CONFIG = {
     "log": {"file": "/run/ephemera-lab/mappings.log", "ipfix_collector": "127.0.0.1:4739"},
 }
 SUITE_CONFIGS = {"control": CONTROL_CONFIG, "blocks": BLOCKS_CONFIG}
+# --suite gateway with ephemera: the lab's template plus an excluded destination
+# (test_gateway.ExcludedDestination: RFC 6888 REQ-6 with 1 and with 4 workers).
+GATEWAY_CONFIG = {"nat": {"exclude": ["203.0.113.48/29"]}}
 DPDK_PREFIX = "ephemera-lab"
 LAB_LOCK = "/tmp/ephemera-lab.lock"
 
@@ -305,6 +308,13 @@ def main() -> int:
             log(f"{args.suite} configuration ({config_file}): " +
                 "; ".join(f"[{s}] " + ", ".join(f"{k}={v}" for k, v in keys.items())
                           for s, keys in suite_config.items()))
+        elif args.gateway == "ephemera":
+            no_huge = no_huge or _free_hugepages() < 256
+            fd, config_file = tempfile.mkstemp(prefix="ephemera-e2e-gateway-", suffix=".toml")
+            with os.fdopen(fd, "w") as f:
+                f.write(render_control_config(args.workers, no_huge, GATEWAY_CONFIG))
+            extra = ["--config", config_file]
+            log(f"gateway configuration ({config_file}): the lab's template with {GATEWAY_CONFIG}")
         cmd = [str(LAB), "up", "--no-build", "--no-demo", "--workers", str(args.workers),
                "--build", args.build] + (["--linux"] if args.gateway == "linux" else []) \
             + (["--no-huge"] if no_huge else []) + extra

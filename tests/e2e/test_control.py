@@ -1342,13 +1342,7 @@ class Exclusions(unittest.TestCase):
     SERVER = "203.0.113.50"
 
     def setUp(self):
-        for cmd, undo in (
-                (["ip", "-n", NS_OUT, "addr", "add", f"{self.SERVER}/24", "dev", "out0"],
-                 ["ip", "-n", NS_OUT, "addr", "del", f"{self.SERVER}/24", "dev", "out0"]),
-                (["ip", "-n", NS_OUT, "route", "add", "100.64.0.0/10", "via", "203.0.113.1"],
-                 ["ip", "-n", NS_OUT, "route", "del", "100.64.0.0/10", "via", "203.0.113.1"])):
-            subprocess.run(cmd, check=True, capture_output=True, timeout=10)
-            self.addCleanup(subprocess.run, undo, capture_output=True, timeout=10)
+        L.add_excluded_server(self, self.SERVER)
 
     def test_rfc6888_req6_excluded_destination_sees_the_inside_address_and_answers(self):
         server = udp_socket(self, NS_OUT, self.SERVER, 47500, 1)

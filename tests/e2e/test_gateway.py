@@ -641,8 +641,37 @@ class FragmentedDatagrams(unittest.TestCase):
             self.assertEqual((reply, (OUT_IP, 47400)), (data, source), sub)
 
 
+class ExcludedDestination(unittest.TestCase):
+    """RFC 6888 REQ-6 with every worker count: tests/e2e/run_e2e.py gives ephemera
+    `nat.exclude = ["203.0.113.48/29"]`. Subscribers on different workers reach a server
+    there with their own addresses and get its answers (which arrive on any queue and go to
+    the worker that learnt the subscriber's MAC)."""
+
+    SERVER = "203.0.113.50"
+    SUBSCRIBERS = ["100.64.0.40", "100.64.0.41", "100.64.0.42", "100.64.0.43"]
+
+    def setUp(self):
+        if L.lab().gateway != "ephemera":
+            self.skipTest("nat.exclude is ephemera's configuration")
+        L.add_subscribers(self.SUBSCRIBERS)
+        self.addCleanup(L.remove_subscribers, self.SUBSCRIBERS)
+        L.add_excluded_server(self, self.SERVER)
+
+    def test_rfc6888_req6_excluded_destination_sees_inside_addresses_from_every_worker(self):
+        server = _udp_socket(NS_OUT, self.SERVER, 47600, timeout=1)
+        self.addCleanup(server.close)
+        for sub in self.SUBSCRIBERS:
+            client = _udp_socket(NS_IN, sub, 47601, timeout=1)
+            self.addCleanup(client.close)
+            got = L.send_until_received(client, sub.encode(), (self.SERVER, 47600), server)
+            self.assertIsNotNone(got, f"{sub}: nothing reached {self.SERVER}")
+            self.assertEqual((sub.encode(), (sub, 47601)), got, "untranslated")
+            server.sendto(b"back " + sub.encode(), got[1])
+            self.assertEqual((b"back " + sub.encode(), (self.SERVER, 47600)), client.recvfrom(100), sub)
+
+
 ORDER = [UnsolicitedInbound, IcmpEcho, HttpThroughGateway, IcmpErrors, Iperf3, ManySubscribers,
-         Hairpinning, FragmentedDatagrams, ControlClient, GatewayCounters]
+         Hairpinning, FragmentedDatagrams, ExcludedDestination, ControlClient, GatewayCounters]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
