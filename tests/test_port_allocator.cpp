@@ -249,6 +249,27 @@ TEST_F(PortAllocation, Rfc6888Req11_ExhaustionDropsCountsAndKeepsLiveMappings)
     EXPECT_TRUE(forwarded(nat.out(tcp_packet(kSub2, 20000, kRemote1, 80, kSyn))));
 }
 
+// RFC 4787 REQ-11: mapping and filtering behave the same when ports run out.
+TEST_F(PortAllocation, Rfc4787Req11_MappingAndFilteringStayTheSameAtExhaustion)
+{
+    Nat nat(small_config()); // endpoint-independent filtering
+    const uint16_t x1 = nat.open_udp(kSub1, 9000, kRemote1, 5000);
+    ASSERT_NE(x1, 0);
+    for (uint32_t i = 1; i < kSize; ++i) ASSERT_NE(nat.open_udp(kSub2, uint16_t(10000 + i)), 0);
+    ASSERT_TRUE(dropped(nat.out(udp_packet(kSub2, 30000, kRemote1, 5000)), Drop::PortsExhausted));
+    // EIM (REQ-1): new destinations still leave from the same external endpoint.
+    for (uint32_t remote : {kRemote1, kRemote2})
+        for (uint16_t rport : {uint16_t(5000), uint16_t(6000)}) {
+            const Outcome o = nat.out(udp_packet(kSub1, 9000, remote, rport));
+            ASSERT_TRUE(forwarded(o));
+            EXPECT_EQ(o.parsed().sport, x1);
+        }
+    // EIF (REQ-8): a remote X never sent to is still let in.
+    const Outcome in = nat.in(udp_packet(ip(203, 0, 113, 77), 4444, nat.cfg.pool[0], x1));
+    ASSERT_TRUE(forwarded(in));
+    EXPECT_EQ(in.parsed().dst, kSub1);
+}
+
 TEST_F(PortAllocation, Rfc7857Sec4_ExhaustedPairedAddressDoesNotSpillOver)
 {
     NatConfig c = small_config();
