@@ -280,6 +280,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         if (auto v = r.number("dataplane", "icmp_rate", 0, 1000000)) g.icmp_rate = uint32_t(*v);
         if (auto v = r.number("dataplane", "reassembly", 0, 65536)) g.reassembly = uint32_t(*v);
         if (auto v = r.number("dataplane", "reassembly_timeout", 1, 30)) g.reassembly_timeout = uint32_t(*v);
+        if (auto v = r.get<bool>("dataplane", "mss_clamp", "true or false")) g.mss_clamp = *v;
 
         if (auto v = r.get<std::string>("log", "file", "a path")) g.log.file = *v;
         if (auto v = r.get<bool>("log", "syslog", "true or false")) g.log.syslog = *v;

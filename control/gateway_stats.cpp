@@ -87,6 +87,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         gw.untranslated[0] += c.untranslated[0];
         gw.untranslated[1] += c.untranslated[1];
         gw.untranslated_dropped += c.untranslated_dropped;
+        gw.mss_clamped += c.mss_clamped;
         gw.icmp_rate_limited += c.icmp_rate_limited;
         gw.no_next_hop += c.no_next_hop;
         gw.not_for_us += c.not_for_us;
@@ -131,6 +132,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"reassembly_dropped", gw.reassembly_dropped},
         {"untranslated", {{"out", gw.untranslated[0]}, {"in", gw.untranslated[1]}}},
         {"untranslated_dropped", gw.untranslated_dropped},
+        {"mss_clamped", gw.mss_clamped},
         {"icmp_rate_limited", gw.icmp_rate_limited},
         {"no_next_hop", gw.no_next_hop},
         {"not_for_us", gw.not_for_us},

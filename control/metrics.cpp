@@ -114,6 +114,8 @@ const std::vector<Family>& families()
          "Packets routed without translation to or from excluded destinations (nat.exclude), by direction."},
         {"ephemera_untranslated_dropped_total", "counter", "untranslated_dropped", {},
          "Packets for excluded destinations (nat.exclude) dropped: TTL, no next hop, inside host's MAC unknown."},
+        {"ephemera_mss_clamped_total", "counter", "mss_clamped", {},
+         "TCP SYNs whose MSS option was lowered to fit the links (dataplane.mss_clamp)."},
         {"ephemera_icmp_rate_limited_total", "counter", "icmp_rate_limited", {},
          "ICMP errors not sent because of the rate limit."},
         {"ephemera_no_next_hop_total", "counter", "no_next_hop", {},

@@ -1,5 +1,6 @@
 #include "gateway_worker.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -12,6 +13,7 @@
 #include <rte_rcu_qsbr.h>
 
 #include "checksum.hpp"
+#include "mss_clamp.hpp"
 #include "ephemera/expiry.hpp"
 #include "steering.hpp"
 
@@ -38,6 +40,8 @@ Worker::Worker(GatewayShared& shared, unsigned id)
       nat_(shared.config->nat, *shared.layout, id, int(rte_socket_id())),
       icmp_limit_(shared.config->icmp_rate, rte_get_tsc_hz())
 {
+    if (shared.config->mss_clamp)
+        mss_max_ = uint16_t(std::min(shared.mtu[kInside], shared.mtu[kOutside]) - 40); // IPv4 + TCP headers
     if (shared.exclusions)
         learned_ = std::make_unique<LearnedMacs>(shared.config->nat.max_subscribers, id, int(rte_socket_id()));
     if (shared.config->reassembly)
@@ -77,6 +81,9 @@ void Worker::learn_inside_neighbor(const rte_mbuf* m)
 
 void Worker::send(Port port, rte_mbuf* m)
 {
+    if (mss_max_) {
+        if (const uint16_t l3 = steer::ipv4_offset(m); l3 && mss::clamp(m, l3, mss_max_)) ++counters_.mss_clamped;
+    }
     // The L2 header is at most 18 bytes (one VLAN tag): only then can the IP
     // packet be too big. Chains are reassembled datagrams.
     if (m->pkt_len > uint32_t(shared_.mtu[port]) + sizeof(rte_ether_hdr) || m->nb_segs != 1) [[unlikely]] {

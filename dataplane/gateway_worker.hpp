@@ -49,6 +49,7 @@ struct alignas(64) GatewayCounters {
     uint64_t reassembly_dropped = 0; // fragments dropped: timed out, no room in the table, inconsistent
     uint64_t untranslated[2] = {};  // by Dir: routed without translation (nat.exclude, RFC 6888 REQ-6)
     uint64_t untranslated_dropped = 0; // of those: TTL, no MAC learnt for the inside host, no next hop
+    uint64_t mss_clamped = 0;       // TCP SYNs whose MSS was lowered (dataplane.mss_clamp)
     uint64_t icmp_rate_limited = 0;
     uint64_t no_next_hop = 0;       // outbound before the next hop answered ARP
     uint64_t not_for_us = 0;        // outside packets to no pool or gateway address
@@ -147,6 +148,7 @@ private:
     std::unique_ptr<Reassembly> reassembly_; // null: reassembly off, fragments go on to be dropped
     std::unique_ptr<LearnedMacs> learned_;   // with nat.exclude: inside hosts' MACs
     rte_ether_addr next_hop_mac_{};
+    uint16_t mss_max_ = 0; // dataplane.mss_clamp: the largest MSS a SYN may announce; 0: off
     GatewayCounters counters_;
     rte_eth_dev_tx_buffer* tx_[2] = {};
     Query* query_ = nullptr; // being answered, a slice per loop

@@ -54,6 +54,7 @@ struct GatewayConfig {
     uint32_t icmp_rate = 100;           // ICMP errors generated per second per worker
     uint32_t reassembly = 256;          // datagrams reassembled at once per worker; 0: fragments dropped
     uint32_t reassembly_timeout = 2;    // seconds an incomplete datagram is kept
+    bool mss_clamp = false;             // lower TCP SYNs' MSS to min(inside, outside mtu) - 40
     bool icmp_on_limit = true;          // answer a refused new flow with ICMP 3/13 (RFC 6888 REQ-11)
     std::vector<std::string> static_mappings; // "PROTO INSIDE:PORT POOLADDR:PORT", made at start
     // nat.exclude: destinations not translated (RFC 6888 REQ-6), (address host order, prefix length)

@@ -57,6 +57,7 @@ CONTROL_CONFIG = {
     "log": {"file": "/run/ephemera-lab/mappings.log", "ipfix_collector": "127.0.0.1:4739"},
     "metrics": {"listen": "127.0.0.1:9469"},
     "outside": {"mtu": 1400},  # below the veths' 1500: fragmentation and ICMP 3/4 (test_control.PathMtu)
+    "dataplane": {"mss_clamp": True},  # SYNs announce at most 1360 (test_control.MssClamp)
 }
 # --suite blocks: port-block mode and the per-subscriber limits (test_blocks.py's docstring
 # says why these numbers: both limits, and every block behaviour, in one lab run).

@@ -89,6 +89,17 @@ def udp_socket(test: unittest.TestCase, ns: str, addr: str, port: int, timeout: 
     s.settimeout(timeout)
     return s
 
+def tcp_listener(test: unittest.TestCase, ns: str, addr: str, port: int, timeout: float) -> socket.socket:
+    """A listening TCP socket in ns on addr:port, closed when the test ends."""
+    s = L.ns_socket(ns, socket.AF_INET, socket.SOCK_STREAM)
+    test.addCleanup(s.close)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(1)
+    s.settimeout(timeout)
+    return s
+
+
 
 def mapping_rows(**filters) -> list[dict]:
     """`ephemeractl --json mappings` with filters (inside=, pool=, port=, proto=), as rows."""
@@ -1064,12 +1075,7 @@ class SessionsTable(unittest.TestCase):
         """A TCP connection from 100.64.0.2:40007 to a server in eph-out, held open with data
         both ways: `ephemeractl sessions` (the table) lists it with its external endpoint (the
         one the server sees), the remote endpoint and the state `established`."""
-        listener = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_STREAM)
-        self.addCleanup(listener.close)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((OUT_IP, 47107))
-        listener.listen(1)
-        listener.settimeout(3)
+        listener = tcp_listener(self, NS_OUT, OUT_IP, 47107, 3)
         client = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_STREAM)
         self.addCleanup(client.close)
         client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -1236,6 +1242,29 @@ class StaticMappings(unittest.TestCase):
         self.assertEqual(1, missing.returncode, missing.stderr)
 
 
+class MssClamp(unittest.TestCase):
+    """`dataplane.mss_clamp = true` with `[outside] mtu = 1400`: a TCP connection through the
+    gateway announces at most 1360 (1400 - 40) in both SYNs, so neither end sends segments
+    the outside link cannot carry. Runs before PathMtu, while eph-in has learnt no path MTU."""
+
+    def test_syn_mss_is_clamped_to_the_outside_mtu_both_ways(self):
+        listener = tcp_listener(self, NS_OUT, OUT_IP, 47700, 5)
+        before = ctl_stats()
+        client = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(client.close)
+        client.settimeout(5)
+        client.connect((OUT_IP, 47700))
+        conn, _ = listener.accept()
+        self.addCleanup(conn.close)
+        # TCP_MAXSEG of a connected socket: what it will send, at most the peer's MSS
+        # (less the timestamp option); 1448 on these 1500-byte links without clamping.
+        server_mss = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+        client_mss = client.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+        self.assertLessEqual(server_mss, 1360, "the client's SYN reached eph-out unclamped")
+        self.assertLessEqual(client_mss, 1360, "the server's SYN-ACK reached eph-in unclamped")
+        self.assertGreaterEqual(ctl_stats()["mss_clamped"] - before["mss_clamped"], 2)
+
+
 class PathMtu(unittest.TestCase):
     """RFC 4787 REQ-13 with `[outside] mtu = 1400` (the suite's configuration) on a lab whose
     links all carry 1500: a packet too big for the outside with DF set is answered with ICMP
@@ -1367,7 +1396,7 @@ class Exclusions(unittest.TestCase):
         self.assertTrue(L.lab().in_pool(got[1][0]), got[1])
 
 
-ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, PathMtu, Fragments, Exclusions]
+ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, MssClamp, PathMtu, Fragments, Exclusions]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
