@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <charconv>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -93,6 +94,7 @@ std::vector<Query*> ask_workers(const Query& proto)
         q->ext_port = proto.ext_port;
         q->l4 = proto.l4;
         q->limit = proto.limit;
+        q->timeouts = proto.timeouts;
         q->rows.reserve(proto.limit);
         q->ports.reserve(size_t(g_ctx.config->nat.pool.size()) * kL4Count);
         if (rte_ring_mp_enqueue(ring, q) != 0) {
@@ -121,6 +123,18 @@ std::string tcp_state(uint8_t seen)
     if (seen & kSynOut) return "syn-out";
     if (seen & kSynIn) return "syn-in";
     return "-";
+}
+
+// A command's parameters, split at spaces and commas.
+std::vector<std::string> words(const char* params)
+{
+    std::string text = params ? params : "";
+    for (char& c : text)
+        if (c == ',') c = ' ';
+    std::istringstream in(text);
+    std::vector<std::string> out;
+    for (std::string w; in >> w;) out.push_back(w);
+    return out;
 }
 
 int error_reply(rte_tel_data* d, const std::string& why)
@@ -256,9 +270,14 @@ int cmd_stats(const char*, const char*, rte_tel_data* d)
     return 0;
 }
 
+// The timeouts in force: the configuration's until timeouts_set changes them.
+std::mutex g_timeouts_mutex;
+Timeouts g_timeouts;
+
 int cmd_timeouts(const char*, const char*, rte_tel_data* d)
 {
-    const Timeouts& t = g_ctx.config->nat.timeouts;
+    std::lock_guard<std::mutex> lock(g_timeouts_mutex);
+    const Timeouts& t = g_timeouts;
     rte_tel_data_start_dict(d);
     rte_tel_data_add_dict_u64(d, "udp", t.udp);
     rte_tel_data_add_dict_u64(d, "tcp_established", t.tcp_established);
@@ -266,6 +285,47 @@ int cmd_timeouts(const char*, const char*, rte_tel_data* d)
     rte_tel_data_add_dict_u64(d, "icmp", t.icmp);
     rte_tel_data_add_dict_u64(d, "sctp", t.sctp);
     rte_tel_data_add_dict_u64(d, "quarantine", t.quarantine);
+    return 0;
+}
+
+// KEY SECONDS: every worker takes the new value for the mappings and sessions
+// it creates or refreshes from then on (what is live keeps the expiry it has
+// until its next packet); the configuration's limits apply.
+int cmd_timeouts_set(const char*, const char* params, rte_tel_data* d)
+{
+    const auto w = words(params);
+    const char* usage = "usage: /ephemera/timeouts_set,KEY SECONDS (udp, tcp_established, tcp_transitory, icmp, "
+                        "sctp: 1-2592000; quarantine: 0-3600)";
+    if (w.size() != 2) return error_reply(d, usage);
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(w[1].data(), w[1].data() + w[1].size(), v);
+    if (ec != std::errc{} || end != w[1].data() + w[1].size()) return error_reply(d, "\"" + w[1] + "\": not a number; " + usage);
+    std::lock_guard<std::mutex> lock(g_timeouts_mutex);
+    Timeouts t = g_timeouts;
+    uint32_t* field = w[0] == "udp"               ? &t.udp
+                      : w[0] == "tcp_established" ? &t.tcp_established
+                      : w[0] == "tcp_transitory"  ? &t.tcp_transitory
+                      : w[0] == "icmp"            ? &t.icmp
+                      : w[0] == "sctp"            ? &t.sctp
+                      : w[0] == "quarantine"      ? &t.quarantine
+                                                  : nullptr;
+    if (field == nullptr) return error_reply(d, "unknown timeout \"" + w[0] + "\"; " + usage);
+    const bool quarantine = field == &t.quarantine;
+    if (v > (quarantine ? 3600u : 2592000u) || (!quarantine && v == 0))
+        return error_reply(d, w[0] + " = " + w[1] + ": out of range; " + usage);
+    *field = uint32_t(v);
+    Query proto;
+    proto.kind = Query::Kind::SetTimeouts;
+    proto.timeouts = t;
+    proto.limit = 0;
+    const std::vector<Query*> answered = ask_workers(proto);
+    for (Query* q : answered) delete q;
+    if (answered.size() != g_ctx.shared->queries.size())
+        return error_reply(d, std::to_string(answered.size()) + " of " + std::to_string(g_ctx.shared->queries.size()) +
+                                  " workers took the change: ask again");
+    g_timeouts = t;
+    rte_tel_data_start_dict(d);
+    rte_tel_data_add_dict_u64(d, w[0].c_str(), v);
     return 0;
 }
 
@@ -331,17 +391,6 @@ L4 parse_static_proto(const std::string& text)
     if (text == "udp") return L4::Udp;
     if (text == "sctp") return L4::Sctp;
     throw std::invalid_argument("protocol '" + text + "': expected tcp, udp or sctp");
-}
-
-std::vector<std::string> words(const char* params)
-{
-    std::string text = params ? params : "";
-    for (char& c : text)
-        if (c == ',') c = ' ';
-    std::istringstream in(text);
-    std::vector<std::string> out;
-    for (std::string w; in >> w;) out.push_back(w);
-    return out;
 }
 
 std::string static_name(const StaticSlot& s)
@@ -546,7 +595,11 @@ void register_control_api(const GatewayConfig& config, GatewayShared& shared,
     rte_telemetry_register_cmd("/ephemera/ports", cmd_ports,
                                "Port use per pool address, protocol and worker. Parameters: pool=ADDR proto=P");
     rte_telemetry_register_cmd("/ephemera/lookup", cmd_lookup, "Who holds POOLADDR:PORT[/PROTO] now");
+    g_timeouts = config.nat.timeouts;
     rte_telemetry_register_cmd("/ephemera/timeouts", cmd_timeouts, "Timeouts in seconds. No parameters");
+    rte_telemetry_register_cmd("/ephemera/timeouts_set", cmd_timeouts_set,
+                               "Changes one timeout for what is created or refreshed from now on. "
+                               "Parameters: KEY SECONDS");
     rte_telemetry_register_cmd("/ephemera/config", cmd_config, "The running configuration. No parameters");
     rte_telemetry_register_cmd("/ephemera/static_add", cmd_static_add,
                                "Adds a static mapping (port forward). Parameters: PROTO INSIDE:PORT POOLADDR:PORT");

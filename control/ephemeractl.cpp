@@ -219,7 +219,17 @@ int main(int argc, char** argv)
     auto* lookup = app.add_subcommand("lookup", "who holds POOLADDR:PORT now");
     lookup->add_option("endpoint", endpoint, "POOLADDR:PORT")->required();
     lookup->add_option("--proto", proto, "tcp, udp, icmp or sctp")->check(CLI::IsMember({"tcp", "udp", "icmp", "sctp"}));
-    auto* timeouts = app.add_subcommand("timeouts", "the timeouts in force (seconds)");
+    auto* timeouts = app.add_subcommand("timeouts", "the timeouts in force (seconds); `timeouts set KEY SECONDS`");
+    std::string timeout_key;
+    unsigned timeout_seconds = 0;
+    auto* timeouts_set = timeouts->add_subcommand(
+        "set", "change one for what is created or refreshed from now on (live entries keep theirs until then)");
+    timeouts_set->add_option("key", timeout_key, "udp, tcp_established, tcp_transitory, icmp, sctp or quarantine")
+        ->required()
+        ->check(CLI::IsMember({"udp", "tcp_established", "tcp_transitory", "icmp", "sctp", "quarantine"}));
+    timeouts_set->add_option("seconds", timeout_seconds, "seconds (quarantine: 0-3600, others 1-2592000)")
+        ->required()
+        ->check(CLI::Range(0u, 2592000u));
     auto* config = app.add_subcommand("config", "the running configuration");
     std::string at, log_path;
     auto* who = app.add_subcommand("who", "who held POOLADDR:PORT at a time, from a mapping log file");
@@ -295,6 +305,8 @@ int main(int argc, char** argv)
             answer = telemetry(sock, "/ephemera/static_del," + static_proto + " " + static_external);
         } else if (static_list->parsed()) {
             answer = telemetry(sock, "/ephemera/static_list");
+        } else if (timeouts_set->parsed()) {
+            answer = telemetry(sock, "/ephemera/timeouts_set," + timeout_key + " " + std::to_string(timeout_seconds));
         } else if (timeouts->parsed()) answer = telemetry(sock, "/ephemera/timeouts");
         else if (config->parsed()) answer = telemetry(sock, "/ephemera/config");
 
@@ -302,7 +314,10 @@ int main(int argc, char** argv)
             std::cout << answer.dump(2) << "\n";
             return 0;
         }
-        if (stats->parsed() || timeouts->parsed() || config->parsed()) {
+        if (timeouts_set->parsed()) {
+            std::printf("%s = %s s for what is created or refreshed from now on\n", timeout_key.c_str(),
+                        cell(answer[timeout_key]).c_str());
+        } else if (stats->parsed() || timeouts->parsed() || config->parsed()) {
             size_t w = 0;
             for (auto it = answer.begin(); it != answer.end(); ++it) w = std::max(w, it.key().size());
             for (auto it = answer.begin(); it != answer.end(); ++it)

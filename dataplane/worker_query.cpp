@@ -36,6 +36,10 @@ bool answer_query_step(Translator& nat, Query& q, Tick now, uint32_t slice)
                                         : Translator::StaticResult::TableFull;
         return true;
     }
+    if (q.kind == Query::Kind::SetTimeouts) {
+        nat.set_timeouts(q.timeouts);
+        return true;
+    }
     if (q.kind == Query::Kind::StaticDel) {
         nat.remove_static(q.mapping, now);
         return true;

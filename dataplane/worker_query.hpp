@@ -33,8 +33,9 @@ struct PortUse {
 
 struct Query {
     // StaticAdd/StaticDel: the control plane has the worker create or end a
-    // static mapping (the worker stays its table's only writer).
-    enum class Kind : uint8_t { Mappings, Sessions, Ports, StaticAdd, StaticDel };
+    // static mapping (the worker stays its table's only writer). SetTimeouts:
+    // the worker takes new timeouts for what it refreshes from then on.
+    enum class Kind : uint8_t { Mappings, Sessions, Ports, StaticAdd, StaticDel, SetTimeouts };
     enum State : int { Pending = 0, Done = 1, Abandoned = 2 };
 
     Kind kind = Kind::Mappings;
@@ -51,6 +52,7 @@ struct Query {
     uint32_t static_slot = 0;     // StaticAdd: the StaticTable slot describing it
     uint32_t mapping = 0;         // StaticAdd: the index made; StaticDel: the index to end
     Translator::StaticResult static_result = Translator::StaticResult::Ok;
+    Timeouts timeouts{};          // SetTimeouts
     std::atomic<int> state{Pending};
 };
 

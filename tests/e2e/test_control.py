@@ -1396,7 +1396,37 @@ class Exclusions(unittest.TestCase):
         self.assertTrue(L.lab().in_pool(got[1][0]), got[1])
 
 
-ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, MssClamp, PathMtu, Fragments, Exclusions]
+class LiveTimeouts(unittest.TestCase):
+    """`ephemeractl timeouts set KEY SECONDS` on a running gateway: every worker takes the
+    new value for what it creates or refreshes from then on; bad keys and values are refused
+    with a usage line. Restores the suite's UDP timeout (2 s) when it ends."""
+
+    def setUp(self):
+        self.udp = ctl_json("timeouts")["udp"]
+        self.addCleanup(ctl, "timeouts", "set", "udp", self.udp)
+
+    def test_timeouts_set_changes_the_timeout_of_new_mappings(self):
+        out = ctl("timeouts", "set", "udp", "9").stdout
+        self.assertIn("udp = 9", out)
+        self.assertEqual(9, ctl_json("timeouts")["udp"])
+        server = udp_socket(self, NS_OUT, OUT_IP, 47800, 1)
+        client = udp_socket(self, NS_IN, IN_IP, 47801, 1)
+        self.assertIsNotNone(L.send_until_received(client, b"t", (OUT_IP, 47800), server))
+        rows = [r for r in mapping_rows(inside=IN_IP, proto="udp") if r["inside"] == f"{IN_IP}:47801"]
+        self.assertEqual(1, len(rows), rows)
+        self.assertGreater(rows[0]["expires_in"], self.udp + 1, f"the old {self.udp} s still applies: {rows}")
+        self.assertLessEqual(rows[0]["expires_in"], 10, rows)
+
+    def test_timeouts_set_refuses_unknown_keys_and_values_out_of_range(self):
+        for args in (["nonsense", "5"], ["udp", "0"], ["quarantine", "4000"]):
+            p = ctl("timeouts", "set", *args, check=False)
+            self.assertNotEqual(0, p.returncode, args)
+            self.assertTrue(p.stderr.strip(), args)
+        self.assertEqual(self.udp, ctl_json("timeouts")["udp"], "a refused change changed nothing")
+
+
+ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, MssClamp, PathMtu, Fragments, Exclusions,
+         LiveTimeouts]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
