@@ -278,7 +278,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
             g.handoff_ring = uint32_t(*v);
         }
         if (auto v = r.number("dataplane", "icmp_rate", 0, 1000000)) g.icmp_rate = uint32_t(*v);
-        if (auto v = r.number("dataplane", "reassembly", 0, 65536)) g.reassembly = uint32_t(*v);
+        if (auto v = r.number("dataplane", "reassembly", 0, 16384)) g.reassembly = uint32_t(*v);
         if (auto v = r.number("dataplane", "reassembly_timeout", 1, 30)) g.reassembly_timeout = uint32_t(*v);
         if (auto v = r.get<bool>("dataplane", "mss_clamp", "true or false")) g.mss_clamp = *v;
 

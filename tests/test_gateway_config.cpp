@@ -73,6 +73,9 @@ quarantine = 0
 workers = 4
 steering = "handoff"
 handoff_ring = 512
+reassembly = 64
+reassembly_timeout = 5
+mss_clamp = true
 [eal]
 args = ["--in-memory"]
 lcores = "0@0,1@1"
@@ -89,6 +92,9 @@ lcores = "0@0,1@1"
     EXPECT_EQ(g.nat.workers, 4u);
     EXPECT_EQ(g.steering, Steering::Handoff);
     EXPECT_EQ(g.handoff_ring, 512u);
+    EXPECT_EQ(g.reassembly, 64u);
+    EXPECT_EQ(g.reassembly_timeout, 5u);
+    EXPECT_TRUE(g.mss_clamp);
     ASSERT_EQ(g.eal_args.size(), 1u);
     EXPECT_EQ(g.lcores, "0@0,1@1");
 }
@@ -213,4 +219,15 @@ TEST(GatewayConfig, BadExclusionsNameTheKey)
         EXPECT_NE(e.find("nat.exclude"), std::string::npos) << bad << ": " << e;
     }
     EXPECT_NE(error_of(kMinimal + "exclude = [\"198.51.100.0/24\"]\n").find("pool address"), std::string::npos);
+}
+
+TEST(GatewayConfig, ReassemblyLimitsNameTheKey)
+{
+    EXPECT_NE(error_of(kMinimal + "[dataplane]\nreassembly = 100000\n").find("dataplane.reassembly"), std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "[dataplane]\nreassembly_timeout = 0\n").find("dataplane.reassembly_timeout"),
+              std::string::npos);
+    const GatewayConfig g = parse_gateway_config(kMinimal, "lab.toml");
+    EXPECT_EQ(g.reassembly, 256u);
+    EXPECT_EQ(g.reassembly_timeout, 2u);
+    EXPECT_FALSE(g.mss_clamp);
 }
