@@ -348,6 +348,14 @@ int cmd_config(const char*, const char*, rte_tel_data* d)
     rte_tel_data_add_dict_u64(d, "nat_max_sessions_per_mapping", c.nat.max_sessions_per_mapping);
     rte_tel_data_add_dict_u64(d, "dataplane_workers", c.nat.workers);
     s("dataplane_steering", g_ctx.shared->steering);
+    rte_tel_data_add_dict_u64(d, "inside_mtu", c.inside.mtu);
+    rte_tel_data_add_dict_u64(d, "outside_mtu", c.outside.mtu);
+    rte_tel_data_add_dict_u64(d, "dataplane_reassembly", c.reassembly);
+    rte_tel_data_add_dict_u64(d, "dataplane_mss_clamp", c.mss_clamp);
+    std::string excluded;
+    for (const auto& [addr, len] : c.exclude)
+        excluded += (excluded.empty() ? "" : " ") + format_ipv4(addr) + "/" + std::to_string(len);
+    s("nat_exclude", excluded);
     s("log_file", c.log.file);
     s("log_ipfix_collector", c.log.ipfix_collector);
     s("metrics_listen", c.metrics.listen);

@@ -542,6 +542,10 @@ class ControlClient(unittest.TestCase):
         self.assertIn("drops_in_no_mapping", self.run_ctl("stats").stdout)
         self.assertEqual(300, json.loads(self.run_ctl("--json", "timeouts").stdout)["udp"])
         self.assertIn("nat_ports", self.run_ctl("config").stdout)
+        config = json.loads(self.run_ctl("--json", "config").stdout)
+        self.assertEqual("203.0.113.48/29", config["nat_exclude"])  # run_e2e.py's GATEWAY_CONFIG
+        self.assertEqual(1500, config["outside_mtu"])
+        self.assertIn("outside:", config["dataplane_steering"])
 
     def test_bad_arguments_give_usage_and_non_zero_exit(self):
         for args in (["sessions", "--limit", "0"], ["lookup", "not-an-endpoint"], ["frobnicate"], []):
