@@ -353,8 +353,12 @@ int cmd_config(const char*, const char*, rte_tel_data* d)
     rte_tel_data_add_dict_u64(d, "dataplane_reassembly", c.reassembly);
     rte_tel_data_add_dict_u64(d, "dataplane_mss_clamp", c.mss_clamp);
     std::string excluded;
-    for (const auto& [addr, len] : c.exclude)
-        excluded += (excluded.empty() ? "" : " ") + format_ipv4(addr) + "/" + std::to_string(len);
+    for (const auto& [addr, len] : c.exclude) {
+        if (!excluded.empty()) excluded += ' ';
+        excluded += format_ipv4(addr);
+        excluded += '/';
+        excluded += std::to_string(len);
+    }
     s("nat_exclude", excluded);
     s("log_file", c.log.file);
     s("log_ipfix_collector", c.log.ipfix_collector);
