@@ -111,6 +111,23 @@ auto under_key(const std::string& key, const std::string& text, Fn&& fn)
     }
 }
 
+// "A.B.C.D[/LEN]" under `key`: the address (host order) and the length,
+// default_len when absent; a length outside min_len-32 names the key.
+std::pair<uint32_t, unsigned> parse_cidr(const std::string& key, const std::string& text, unsigned min_len,
+                                         unsigned default_len)
+{
+    const auto slash = text.find('/');
+    const uint32_t addr = under_key(key, text, [&] { return parse_ipv4(text.substr(0, slash)); });
+    unsigned len = default_len;
+    if (slash != std::string::npos) {
+        const std::string l = text.substr(slash + 1);
+        auto [end, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
+        if (ec != std::errc{} || end != l.data() + l.size() || len < min_len || len > 32)
+            Reader::fail(key, "\"" + text + "\"", "prefix length must be " + std::to_string(min_len) + "-32");
+    }
+    return {addr, len};
+}
+
 Interface read_interface(Reader& r, const std::string& section)
 {
     Interface itf;
@@ -119,17 +136,9 @@ Interface read_interface(Reader& r, const std::string& section)
     itf.port = *port;
     auto addr = r.get<std::string>(section, "address", "a string");
     if (!addr) Reader::fail(section + ".address", "missing: the gateway's address/prefix on this side");
-    const auto slash = addr->find('/');
-    const std::string ip = addr->substr(0, slash);
-    itf.address = under_key(section + ".address", *addr, [&] { return parse_ipv4(ip); });
-    if (slash != std::string::npos) {
-        unsigned len = 0;
-        const std::string l = addr->substr(slash + 1);
-        auto [end, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
-        if (ec != std::errc{} || end != l.data() + l.size() || len < 8 || len > 32)
-            Reader::fail(section + ".address", "\"" + *addr + "\"", "prefix length must be 8-32");
-        itf.prefix_len = uint8_t(len);
-    }
+    const auto [address, len] = parse_cidr(section + ".address", *addr, 8, itf.prefix_len);
+    itf.address = address;
+    itf.prefix_len = uint8_t(len);
     if (auto v = r.number(section, "mtu", 576, 9000)) itf.mtu = uint16_t(*v);
     return itf;
 }
@@ -229,15 +238,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         // Port forwards: checked in full when made at start (they need the pool,
         // the inside subnet and the range); the shape is checked here.
         for (const std::string& text : r.strings("nat", "exclude")) {
-            const auto slash = text.find('/');
-            const uint32_t addr = under_key("nat.exclude", text, [&] { return parse_ipv4(text.substr(0, slash)); });
-            unsigned len = 32;
-            if (slash != std::string::npos) {
-                const std::string l = text.substr(slash + 1);
-                auto [end, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
-                if (ec != std::errc{} || end != l.data() + l.size() || len < 1 || len > 32)
-                    Reader::fail("nat.exclude", "\"" + text + "\"", "prefix length must be 1-32");
-            }
+            const auto [addr, len] = parse_cidr("nat.exclude", text, 1, 32);
             const uint32_t mask = ~uint32_t(0) << (32 - len);
             if (addr & ~mask) Reader::fail("nat.exclude", "\"" + text + "\"", "host bits set: not a prefix");
             for (uint32_t a : n.pool)

@@ -152,6 +152,17 @@ void Worker::send_fragments(Port port, rte_mbuf* m, uint16_t link_mtu)
     }
 }
 
+// Fragments go to reassembly, then a packet too big for the link it leaves by
+// is answered (too_big). False when m was consumed: held, dropped or answered;
+// m may come back as the whole datagram.
+bool Worker::whole_and_fits(rte_mbuf*& m, uint16_t l3, Port in, uint64_t tsc)
+{
+    if (reassembly_ && Reassembly::is_fragment(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)) &&
+        (m = reassemble(m, l3, tsc)) == nullptr)
+        return false;
+    return !too_big(m, l3, in, tsc);
+}
+
 // A fragment goes to this worker's reassembly; the whole datagram comes back
 // when its last fragment arrives (then it is steered and translated like any
 // packet), else nullptr.
@@ -289,6 +300,23 @@ uint16_t Worker::route_excluded_out(rte_mbuf** pkts, uint16_t n)
     return k;
 }
 
+// Handed-off inbound packets addressed to an inside host rather than a pool
+// address came from an excluded source (poll_outside let only those through):
+// routed in; returns how many of pkts remain for translation, in order.
+uint16_t Worker::route_handed_in_untranslated(rte_mbuf** pkts, uint16_t n)
+{
+    uint16_t k = 0;
+    for (uint16_t i = 0; i < n; ++i) {
+        const uint16_t l3 = steer::ipv4_offset(pkts[i]);
+        if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(pkts[i], const rte_ipv4_hdr*, l3)->dst_addr) ==
+                      Pool::kNotInPool)
+            route_in_untranslated(pkts[i]);
+        else
+            pkts[k++] = pkts[i];
+    }
+    return k;
+}
+
 // From an excluded source to an inside host: to the MAC that host last sent
 // from towards an excluded destination (this worker owns the host).
 void Worker::route_in_untranslated(rte_mbuf* m)
@@ -364,18 +392,6 @@ void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
 
 void Worker::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
 {
-    if (shared_.exclusions) { // handed-off packets to an inside host, not a pool address
-        uint16_t k = 0;
-        for (uint16_t i = 0; i < n; ++i) {
-            const uint16_t l3 = steer::ipv4_offset(pkts[i]);
-            if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(pkts[i], const rte_ipv4_hdr*, l3)->dst_addr) ==
-                          Pool::kNotInPool)
-                route_in_untranslated(pkts[i]);
-            else
-                pkts[k++] = pkts[i];
-        }
-        if ((n = k) == 0) return;
-    }
     const uint16_t done = nat_.inbound(pkts, n, now);
     for (uint16_t i = 0; i < done; ++i) send(kInside, pkts[i]);
 }
@@ -433,11 +449,7 @@ void Worker::poll_inside(Tick now, uint64_t tsc)
             continue;
         }
         const uint16_t l3 = steer::ipv4_offset(m);
-        if (l3 && local_or_expired(m, l3, kInside, tsc)) continue;
-        if (l3 && reassembly_ && Reassembly::is_fragment(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)) &&
-            (m = reassemble(m, l3, tsc)) == nullptr)
-            continue;
-        if (l3 && too_big(m, l3, kInside, tsc)) continue;
+        if (l3 && (local_or_expired(m, l3, kInside, tsc) || !whole_and_fits(m, l3, kInside, tsc))) continue;
         unsigned owner = id_;
         if (l3 && shared_.workers > 1)
             owner = shared_.subscriber_worker(
@@ -488,10 +500,7 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
             rte_pktmbuf_free(m);
             continue;
         }
-        if (l3 && reassembly_ && Reassembly::is_fragment(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)) &&
-            (m = reassemble(m, l3, tsc)) == nullptr)
-            continue;
-        if (l3 && too_big(m, l3, kOutside, tsc)) continue;
+        if (l3 && !whole_and_fits(m, l3, kOutside, tsc)) continue;
         ours[k++] = m; // not IPv4 goes to the translator, which counts it
     }
     if (k) steer_inbound(ours, k, now);
@@ -508,6 +517,7 @@ void Worker::drain_handoff(Tick now)
         if (n) outbound(pkts, uint16_t(n), now);
         n = rte_ring_sc_dequeue_burst(shared_.handoff[unsigned(Dir::In)][slot], reinterpret_cast<void**>(pkts),
                                       kBurst, nullptr);
+        if (n && shared_.exclusions) n = route_handed_in_untranslated(pkts, uint16_t(n));
         if (n) inbound(pkts, uint16_t(n), now);
     }
     if (id_ == 0 && shared_.control_inside != nullptr) {

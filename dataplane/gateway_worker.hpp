@@ -132,8 +132,10 @@ private:
     void send_fragments(Port port, rte_mbuf* m, uint16_t link_mtu);
     bool too_big(rte_mbuf* m, uint16_t l3, Port in, uint64_t tsc);
     rte_mbuf* reassemble(rte_mbuf* m, uint16_t l3, uint64_t tsc);
+    bool whole_and_fits(rte_mbuf*& m, uint16_t l3, Port in, uint64_t tsc);
     uint16_t route_excluded_out(rte_mbuf** pkts, uint16_t n);
     void route_in_untranslated(rte_mbuf* m);
+    uint16_t route_handed_in_untranslated(rte_mbuf** pkts, uint16_t n);
     bool route_untranslated(rte_mbuf* m, Port out, const rte_ether_addr& dst);
     void answer_icmp_error(const rte_mbuf* m, uint16_t l3, Port port, uint8_t type, uint8_t code, uint64_t tsc,
                            uint64_t& sent, uint16_t next_hop_mtu = 0);

@@ -14,6 +14,19 @@ void finish_tcp(rte_mbuf* m, uint16_t frame_len)
     m->pkt_len = frame_len;
 }
 
+// A 20-byte TCP header without options (ports as they go on the wire).
+void fill_tcp(rte_tcp_hdr* tcp, uint16_t sport_be, uint16_t dport_be, uint8_t flags, uint32_t seq, uint32_t ack)
+{
+    tcp->src_port = sport_be;
+    tcp->dst_port = dport_be;
+    tcp->sent_seq = rte_cpu_to_be_32(seq);
+    tcp->recv_ack = rte_cpu_to_be_32(ack);
+    tcp->data_off = uint8_t((sizeof(rte_tcp_hdr) / 4) << 4);
+    tcp->tcp_flags = flags;
+    tcp->rx_win = rte_cpu_to_be_16(65535);
+    tcp->tcp_urp = 0;
+}
+
 } // namespace
 
 void write_tcp(rte_mbuf* m, uint16_t frame_len, const rte_ether_addr& dst_mac, const rte_ether_addr& src_mac,
@@ -23,15 +36,8 @@ void write_tcp(rte_mbuf* m, uint16_t frame_len, const rte_ether_addr& dst_mac, c
     if (s == nullptr) frame_len = kMinFrame;
     const uint16_t ip_len = s ? uint16_t(frame_len - sizeof(rte_ether_hdr)) : uint16_t(sizeof(rte_ipv4_hdr) + sizeof(rte_tcp_hdr));
     write_eth_ipv4(p, dst_mac, src_mac, IPPROTO_TCP, ip_len, t.src, t.dst);
-    auto* tcp = reinterpret_cast<rte_tcp_hdr*>(p + kEthIpBytes);
-    tcp->src_port = rte_cpu_to_be_16(t.sport);
-    tcp->dst_port = rte_cpu_to_be_16(t.dport);
-    tcp->sent_seq = rte_cpu_to_be_32(seq);
-    tcp->recv_ack = rte_cpu_to_be_32(ack);
-    tcp->data_off = uint8_t((sizeof(rte_tcp_hdr) / 4) << 4);
-    tcp->tcp_flags = flags;
-    tcp->rx_win = rte_cpu_to_be_16(65535);
-    tcp->tcp_urp = 0;
+    fill_tcp(reinterpret_cast<rte_tcp_hdr*>(p + kEthIpBytes), rte_cpu_to_be_16(t.sport), rte_cpu_to_be_16(t.dport),
+             flags, seq, ack);
     if (s) write_stamp(p + kTcpHeadBytes, *s);
     else std::memset(p + kTcpHeadBytes, 0, kMinFrame - kTcpHeadBytes); // padding
     finish_tcp(m, frame_len);
@@ -53,15 +59,7 @@ void answer_tcp(rte_mbuf* m, uint8_t flags, uint32_t seq, uint32_t ack)
     ip->hdr_checksum = 0;
     ip->hdr_checksum = rte_ipv4_cksum(ip);
     auto* tcp = reinterpret_cast<rte_tcp_hdr*>(ip + 1);
-    const uint16_t port = tcp->src_port;
-    tcp->src_port = tcp->dst_port;
-    tcp->dst_port = port;
-    tcp->sent_seq = rte_cpu_to_be_32(seq);
-    tcp->recv_ack = rte_cpu_to_be_32(ack);
-    tcp->data_off = uint8_t((sizeof(rte_tcp_hdr) / 4) << 4);
-    tcp->tcp_flags = flags;
-    tcp->rx_win = rte_cpu_to_be_16(65535);
-    tcp->tcp_urp = 0;
+    fill_tcp(tcp, tcp->dst_port, tcp->src_port, flags, seq, ack);
     std::memset(reinterpret_cast<uint8_t*>(tcp + 1), 0, kMinFrame - kTcpHeadBytes);
     finish_tcp(m, kMinFrame);
 }

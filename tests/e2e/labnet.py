@@ -17,6 +17,7 @@ import struct
 import subprocess
 import threading
 import time
+import unittest
 import tomllib
 from pathlib import Path
 
@@ -133,6 +134,15 @@ def in_netns(ns: str, fn, *args, **kwargs):
 
 def ns_socket(ns: str, family=socket.AF_INET, type_=socket.SOCK_DGRAM, proto=0) -> socket.socket:
     return in_netns(ns, socket.socket, family, type_, proto)
+
+
+def ordered_suite(classes: list, pattern: str | None = None):
+    """The tests of classes in that order (they build on each other's state), those whose
+    name matches pattern (a glob, or a substring) only when it is given."""
+    loader = unittest.TestLoader()
+    if pattern:
+        loader.testNamePatterns = [pattern if "*" in pattern else f"*{pattern}*"]
+    return unittest.TestSuite(loader.loadTestsFromTestCase(cls) for cls in classes)
 
 
 def add_excluded_server(test, addr: str) -> None:

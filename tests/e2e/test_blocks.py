@@ -818,10 +818,7 @@ ORDER = [PortBlocks, BlockMappingLog, BlockIpfix, SubscriberLimits, PortsInBlock
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
-    loader = unittest.TestLoader()
-    if pattern:
-        loader.testNamePatterns = [pattern if "*" in pattern else f"*{pattern}*"]
-    return unittest.TestSuite(loader.loadTestsFromTestCase(cls) for cls in ORDER)
+    return L.ordered_suite(ORDER, pattern)
 
 
 def load_tests(loader, tests, pattern):  # python3 -m unittest keeps the order too

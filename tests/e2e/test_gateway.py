@@ -679,10 +679,7 @@ ORDER = [UnsolicitedInbound, IcmpEcho, HttpThroughGateway, IcmpErrors, Iperf3, M
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
-    loader = unittest.TestLoader()
-    if pattern:
-        loader.testNamePatterns = [pattern if "*" in pattern else f"*{pattern}*"]
-    return unittest.TestSuite(loader.loadTestsFromTestCase(cls) for cls in ORDER)
+    return L.ordered_suite(ORDER, pattern)
 
 
 def load_tests(loader, tests, pattern):  # python3 -m unittest keeps the order too
