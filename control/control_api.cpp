@@ -16,6 +16,7 @@
 #include "../dataplane/steering.hpp"
 #include "ephemera/gateway_config.hpp"
 #include "gateway_stats.hpp"
+#include "static_changes.hpp"
 
 namespace ephemera {
 
@@ -369,15 +370,25 @@ int cmd_config(const char*, const char*, rte_tel_data* d)
 // ---- static mappings (port forwards) ----
 
 std::mutex g_static_mutex; // one change at a time: the table has one writer
+std::unique_ptr<StaticChanges> g_static_changes; // under g_static_mutex
 
-// Posts one query to one worker and waits for it; null if it did not answer.
-Query* ask_worker(unsigned w, Query* q)
+std::string static_name(const StaticSlot& s);
+
+// Completes the static changes whose worker answered after the command that
+// asked had stopped waiting; says so on stderr, since nobody is waiting now.
+void settle_static_changes_locked()
 {
-    if (rte_ring_mp_enqueue(g_ctx.shared->queries[w], q) != 0) {
-        delete q;
-        return nullptr;
-    }
-    return wait_for_answer(q, std::chrono::steady_clock::now() + std::chrono::seconds(2)) ? q : nullptr;
+    if (g_static_changes == nullptr) return;
+    g_static_changes->settle([](uint32_t slot, StaticChanges::Kind kind, Translator::StaticResult r) {
+        const StaticSlot& s = g_ctx.shared->statics->slot(slot);
+        const char* what = kind == StaticChanges::Kind::Removing ? "removed"
+                           : r == Translator::StaticResult::Ok   ? "added"
+                           : r == Translator::StaticResult::InsideTaken
+                               ? "not added: the inside endpoint has a dynamic mapping"
+                               : "not added: the worker's mapping table is full";
+        std::fprintf(stderr, "ephemera: static mapping %s: %s (worker %u answered late)\n", static_name(s).c_str(),
+                     what, unsigned(s.worker));
+    });
 }
 
 // "ADDR:PORT" -> network-order address, host-order port; throws with a reason.
@@ -410,10 +421,11 @@ std::string static_name(const StaticSlot& s)
     return format_ipv4(rte_be_to_cpu_32(s.pool_addr)) + ":" + std::to_string(s.ext_port) + "/" + to_string(s.l4);
 }
 
-// Adds the static mapping "PROTO INSIDE:PORT POOLADDR:PORT": "" when done (with
-// `added` and `worker` set), else why not.
-std::string add_static(const std::vector<std::string>& w, std::string& added, unsigned& worker)
+// Adds the static mapping "PROTO INSIDE:PORT POOLADDR:PORT": "" when done or
+// under way (with `added`, `worker` and `pending` set), else why not.
+std::string add_static(const std::vector<std::string>& w, std::string& added, unsigned& worker, bool& pending)
 {
+    pending = false;
     if (w.size() != 3) return "expected PROTO INSIDE:PORT POOLADDR:PORT";
     StaticSlot s;
     try {
@@ -439,38 +451,44 @@ std::string add_static(const std::vector<std::string>& w, std::string& added, un
     s.worker = uint16_t(g_ctx.shared->subscriber_worker(s.in_addr));
 
     std::lock_guard<std::mutex> lock(g_static_mutex);
+    settle_static_changes_locked();
     StaticTable& table = *g_ctx.shared->statics;
     if (const int32_t taken = table.slot_of(s.pool_addr, s.ext_port, s.l4); taken >= 0) {
         const StaticSlot& t = table.slot(uint32_t(taken));
-        return (static_name(s) + " is already forwarded to " + format_ipv4(rte_be_to_cpu_32(t.in_addr)) +
-                                  ":" + std::to_string(t.in_port));
+        const std::string to = format_ipv4(rte_be_to_cpu_32(t.in_addr)) + ":" + std::to_string(t.in_port);
+        switch (g_static_changes->in_flight(uint32_t(taken))) {
+        case StaticChanges::Kind::Adding:
+            return static_name(s) + " is being forwarded to " + to + " (worker " + std::to_string(t.worker) +
+                   " has not confirmed it yet)";
+        case StaticChanges::Kind::Removing:
+            return static_name(s) + " is being removed (worker " + std::to_string(t.worker) +
+                   " has not confirmed it yet): add it again when `static list` no longer shows it";
+        case StaticChanges::Kind::None:
+            break;
+        }
+        return static_name(s) + " is already forwarded to " + to;
     }
     const int32_t slot = table.reserve(s);
     if (slot < 0)
         return ("the static mapping table is full (nat.max_static_mappings = " +
                                   std::to_string(table.capacity()) + ")");
-    auto* q = new Query();
-    q->kind = Query::Kind::StaticAdd;
-    q->static_slot = uint32_t(slot);
-    Query* a = ask_worker(s.worker, q);
-    if (a == nullptr) {
-        // The worker may still make it later: leave the slot reserved rather
-        // than reuse it under a mapping we did not see created.
-        return ("worker " + std::to_string(s.worker) + " did not answer");
-    }
-    const Translator::StaticResult r = a->static_result;
-    const uint32_t mapping = a->mapping;
-    delete a;
-    if (r != Translator::StaticResult::Ok) {
-        table.release(uint32_t(slot));
+    Translator::StaticResult r = Translator::StaticResult::Ok;
+    switch (g_static_changes->add(uint32_t(slot), r)) {
+    case StaticChanges::Status::NotPosted:
+        return "worker " + std::to_string(s.worker) + " has too many requests queued; try again";
+    case StaticChanges::Status::InFlight:
+        // Completed by settle_static_changes_locked() once the worker answers.
+        pending = true;
+        break;
+    case StaticChanges::Status::Done:
         if (r == Translator::StaticResult::InsideTaken)
             return ("inside " + w[1] + "/" + w[0] +
                                       " has a dynamic mapping now: add the static one when it has expired");
-        return ("the mapping table of worker " + std::to_string(s.worker) + " is full");
+        if (r != Translator::StaticResult::Ok)
+            return ("the mapping table of worker " + std::to_string(s.worker) + " is full");
+        resolve_static_neighbors_locked();
+        break;
     }
-    table.set_mapping(uint32_t(slot), mapping);
-    table.publish(uint32_t(slot));
-    resolve_static_neighbors_locked();
     added = static_name(s) + " -> " + w[1];
     worker = s.worker;
     return "";
@@ -480,11 +498,13 @@ int cmd_static_add(const char*, const char* params, rte_tel_data* d)
 {
     std::string added;
     unsigned worker = 0;
-    const std::string why = add_static(words(params), added, worker);
+    bool pending = false;
+    const std::string why = add_static(words(params), added, worker, pending);
     if (!why.empty()) return error_reply(d, why + " (usage: /ephemera/static_add,PROTO INSIDE:PORT POOLADDR:PORT)");
     rte_tel_data_start_dict(d);
     rte_tel_data_add_dict_string(d, "added", added.c_str());
     rte_tel_data_add_dict_u64(d, "worker", worker);
+    rte_tel_data_add_dict_string(d, "state", pending ? "adding" : "active");
     return 0;
 }
 
@@ -502,27 +522,35 @@ int cmd_static_del(const char*, const char* params, rte_tel_data* d)
         return error_reply(d, e.what());
     }
     std::lock_guard<std::mutex> lock(g_static_mutex);
+    settle_static_changes_locked();
     StaticTable& table = *g_ctx.shared->statics;
     const int32_t slot = table.slot_of(ext.first, ext.second, l4);
     if (slot < 0) return error_reply(d, "no static mapping " + w[1] + "/" + w[0]);
     const StaticSlot& s = table.slot(uint32_t(slot));
     const std::string name = static_name(s);
-    table.unpublish(uint32_t(slot)); // returns once no worker can still find it
-    auto* q = new Query();
-    q->kind = Query::Kind::StaticDel;
-    q->mapping = s.mapping;
-    Query* a = ask_worker(s.worker, q);
-    if (a == nullptr) return error_reply(d, "worker " + std::to_string(s.worker) + " did not answer");
-    delete a;
-    table.release(uint32_t(slot));
+    const std::string owner = "worker " + std::to_string(s.worker);
+    if (g_static_changes->in_flight(uint32_t(slot)) != StaticChanges::Kind::None)
+        return error_reply(d, name + " is still being added or removed (" + owner + " has not confirmed it yet)");
+    const char* state = "deleted";
+    switch (g_static_changes->remove(uint32_t(slot))) {
+    case StaticChanges::Status::NotPosted:
+        return error_reply(d, owner + " has too many requests queued; try again");
+    case StaticChanges::Status::InFlight:
+        state = "removing"; // no longer forwarded; the slot is freed when the worker answers
+        break;
+    case StaticChanges::Status::Done:
+        break;
+    }
     rte_tel_data_start_dict(d);
     rte_tel_data_add_dict_string(d, "deleted", name.c_str());
+    rte_tel_data_add_dict_string(d, "state", state);
     return 0;
 }
 
 int cmd_static_list(const char*, const char*, rte_tel_data* d)
 {
     std::lock_guard<std::mutex> lock(g_static_mutex);
+    settle_static_changes_locked();
     const StaticTable& table = *g_ctx.shared->statics;
     rte_tel_data_start_dict(d);
     Columns t;
@@ -531,8 +559,13 @@ int cmd_static_list(const char*, const char*, rte_tel_data* d)
     rte_tel_data* external = t.add("external", RTE_TEL_STRING_VAL);
     rte_tel_data* mac = t.add("inside_mac", RTE_TEL_STRING_VAL);
     rte_tel_data* worker = t.add("worker", RTE_TEL_U64_VAL);
+    rte_tel_data* state = t.add("state", RTE_TEL_STRING_VAL);
     for (uint32_t i : table.used_slots()) {
         const StaticSlot& s = table.slot(i);
+        const StaticChanges::Kind k = g_static_changes->in_flight(i);
+        rte_tel_data_add_array_string(state, k == StaticChanges::Kind::Adding     ? "adding"
+                                             : k == StaticChanges::Kind::Removing ? "removing"
+                                                                                  : "active");
         rte_tel_data_add_array_string(proto, to_string(s.l4));
         rte_tel_data_add_array_string(inside, endpoint(s.in_addr, rte_cpu_to_be_16(s.in_port)).c_str());
         rte_tel_data_add_array_string(external, endpoint(s.pool_addr, rte_cpu_to_be_16(s.ext_port)).c_str());
@@ -555,7 +588,8 @@ std::string add_static_mapping(const std::string& spec)
 {
     std::string added;
     unsigned worker = 0;
-    return add_static(words(spec.c_str()), added, worker);
+    bool pending = false;
+    return add_static(words(spec.c_str()), added, worker, pending);
 }
 
 void resolve_static_neighbors_locked()
@@ -574,6 +608,7 @@ void resolve_static_neighbors()
 {
     if (g_ctx.shared == nullptr) return;
     std::lock_guard<std::mutex> lock(g_static_mutex);
+    settle_static_changes_locked();
     resolve_static_neighbors_locked();
 }
 
@@ -599,6 +634,8 @@ void register_control_api(const GatewayConfig& config, GatewayShared& shared,
                           const std::vector<std::unique_ptr<Worker>>& workers)
 {
     g_ctx = Context{&config, &shared, &workers};
+    if (shared.statics)
+        g_static_changes = std::make_unique<StaticChanges>(*shared.statics, shared.queries, std::chrono::seconds(2));
     rte_telemetry_register_cmd("/ephemera/stats", cmd_stats, "Gateway counters. No parameters");
     rte_telemetry_register_cmd("/ephemera/mappings", cmd_mappings,
                                "Mappings. Parameters: inside=ADDR pool=ADDR port=N proto=tcp|udp|icmp|sctp limit=N");

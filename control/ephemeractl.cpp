@@ -325,11 +325,19 @@ int main(int argc, char** argv)
         } else if (ports->parsed()) {
             print_table(answer, {"pool", "protocol", "worker", "free", "quarantined", "in_use"});
         } else if (static_add->parsed()) {
-            std::printf("added %s (worker %s)\n", cell(answer["added"]).c_str(), cell(answer["worker"]).c_str());
+            if (answer.value("state", "active") == "adding")
+                std::printf("adding %s (worker %s has not confirmed it yet: see `static list`)\n",
+                            cell(answer["added"]).c_str(), cell(answer["worker"]).c_str());
+            else
+                std::printf("added %s (worker %s)\n", cell(answer["added"]).c_str(), cell(answer["worker"]).c_str());
         } else if (static_del->parsed()) {
-            std::printf("deleted %s\n", cell(answer["deleted"]).c_str());
+            if (answer.value("state", "deleted") == "removing")
+                std::printf("removing %s: no longer forwarded (its worker has not confirmed it yet: see `static list`)\n",
+                            cell(answer["deleted"]).c_str());
+            else
+                std::printf("deleted %s\n", cell(answer["deleted"]).c_str());
         } else if (static_list->parsed()) {
-            print_table(answer, {"protocol", "external", "inside", "inside_mac", "worker"});
+            print_table(answer, {"protocol", "external", "inside", "inside_mac", "worker", "state"});
         } else if (sessions->parsed()) {
             print_table(answer, {"protocol", "inside", "external", "remote", "state", "expires_in", "worker"});
             std::printf("(%s of %s matching sessions)\n", cell(answer["shown"]).c_str(), cell(answer["matched"]).c_str());

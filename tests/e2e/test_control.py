@@ -1123,7 +1123,7 @@ class StaticMappings(unittest.TestCase):
     def static_rows(self) -> list[list[str]]:
         text = ctl("static", "list").stdout
         lines = text.splitlines()
-        self.assertEqual(["protocol", "external", "inside", "inside_mac", "worker"], lines[0].split(), text)
+        self.assertEqual(["protocol", "external", "inside", "inside_mac", "worker", "state"], lines[0].split(), text)
         return [l.split() for l in lines[1:] if l.strip()]
 
     def test_port_forward_reaches_an_inside_server_and_ends_with_del(self):
@@ -1164,8 +1164,8 @@ class StaticMappings(unittest.TestCase):
 
         rows = [r for r in self.static_rows() if r[1] == ext]
         self.assertEqual(1, len(rows), rows)
-        proto, external, inside_seen, mac, worker = rows[0]
-        self.assertEqual(("tcp", ext, inside), (proto, external, inside_seen))
+        proto, external, inside_seen, mac, worker, state = rows[0]
+        self.assertEqual(("tcp", ext, inside, "active"), (proto, external, inside_seen, state))
         self.assertRegex(mac, r"^([0-9A-F]{2}:){5}[0-9A-F]{2}$", f"the server's MAC: {rows}")
         as_json = ctl_json("static", "list")
         self.assertIn(ext, as_json["external"])
