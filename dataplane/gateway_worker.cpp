@@ -32,6 +32,18 @@ uint16_t ttl_of(const rte_mbuf* m, uint16_t l3)
     return rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->time_to_live;
 }
 
+// Inbound and addressed to an inside host: of an untranslated flow when it
+// comes from an excluded source, or when it is an ICMP error from anywhere
+// (a router on the way: time exceeded, fragmentation needed for path MTU
+// discovery) about a packet that host sent to an excluded destination.
+bool of_excluded_flow(const Exclusions& excluded, const rte_mbuf* m, uint16_t l3)
+{
+    const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
+    if (excluded.contains(ip->src_addr)) return true;
+    const rte_ipv4_hdr* q = steer::quoted_by_error(rte_pktmbuf_mtod(m, const uint8_t*), l3, m->data_len);
+    return q != nullptr && q->src_addr == ip->dst_addr && excluded.contains(q->dst_addr);
+}
+
 } // namespace
 
 Worker::Worker(GatewayShared& shared, unsigned id)
@@ -301,7 +313,7 @@ uint16_t Worker::route_excluded_out(rte_mbuf** pkts, uint16_t n)
 }
 
 // Handed-off inbound packets addressed to an inside host rather than a pool
-// address came from an excluded source (poll_outside let only those through):
+// address are of an excluded flow (poll_outside let only those through):
 // routed in; returns how many of pkts remain for translation, in order.
 uint16_t Worker::route_handed_in_untranslated(rte_mbuf** pkts, uint16_t n)
 {
@@ -488,8 +500,8 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
         if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr) ==
                       Pool::kNotInPool) {
             const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
-            if (shared_.exclusions && shared_.exclusions->contains(ip->src_addr)) {
-                // From an excluded source to an inside host: its owner knows its MAC.
+            if (shared_.exclusions && of_excluded_flow(*shared_.exclusions, m, l3)) {
+                // To an inside host, of a flow that was not translated: its owner knows its MAC.
                 if (too_big(m, l3, kOutside, tsc)) continue;
                 const unsigned owner = shared_.subscriber_worker(ip->dst_addr);
                 if (owner == id_) route_in_untranslated(m);

@@ -46,16 +46,23 @@ inline const rte_ipv4_hdr* quoted_ipv4(const uint8_t* l4, const uint8_t* end)
 
 inline bool is_icmp_error_type(uint8_t t) { return t == 3 || t == 11 || t == 12; }
 
-// Inside: the subscriber a packet belongs to. ICMP errors belong to the host
-// the quoted packet was sent to, whoever inside reports it.
-inline uint32_t subscriber_of(const uint8_t* data, uint16_t l3, uint32_t len)
+// The header of the packet an ICMP error quotes; null when the packet at l3
+// is no ICMP error or too short to quote one.
+inline const rte_ipv4_hdr* quoted_by_error(const uint8_t* data, uint16_t l3, uint32_t len)
 {
     const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(data + l3);
     const uint8_t* l4 = data + l3 + (ip->version_ihl & 0x0f) * 4u;
     const uint8_t* end = data + len;
-    if (ip->next_proto_id == kIpProtoIcmp && l4 + 8 <= end && is_icmp_error_type(l4[0]))
-        if (const rte_ipv4_hdr* q = quoted_ipv4(l4, end)) return q->dst_addr;
-    return ip->src_addr;
+    if (ip->next_proto_id != kIpProtoIcmp || l4 + 8 > end || !is_icmp_error_type(l4[0])) return nullptr;
+    return quoted_ipv4(l4, end);
+}
+
+// Inside: the subscriber a packet belongs to. ICMP errors belong to the host
+// the quoted packet was sent to, whoever inside reports it.
+inline uint32_t subscriber_of(const uint8_t* data, uint16_t l3, uint32_t len)
+{
+    if (const rte_ipv4_hdr* q = quoted_by_error(data, l3, len)) return q->dst_addr;
+    return reinterpret_cast<const rte_ipv4_hdr*>(data + l3)->src_addr;
 }
 
 // Outside: the external port (host order) a packet is addressed to, or -1.

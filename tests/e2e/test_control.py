@@ -1265,6 +1265,28 @@ class MssClamp(unittest.TestCase):
         self.assertGreaterEqual(ctl_stats()["mss_clamped"] - before["mss_clamped"], 2)
 
 
+IP_RECVERR = 11  # <linux/in.h>; Python's socket module lacks it
+
+
+def icmp_error_after(sock: socket.socket, send, tries: int = 5):
+    """Calls send() until sock (with IP_RECVERR set) has an ICMP error on its error queue, a
+    second at most each time: (sock_extended_err fields, the offender's address), or None."""
+    for _ in range(tries):
+        send()
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            try:
+                _, anc, _, _ = sock.recvmsg(2048, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                time.sleep(0.05)
+                continue
+            for level, kind, data in anc:
+                if level == socket.IPPROTO_IP and kind == IP_RECVERR:  # a sock_extended_err, then
+                    # the offender's sockaddr_in: port, address
+                    return struct.unpack_from("=IBBBBII", data), socket.inet_ntoa(data[20:24])
+    return None
+
+
 class PathMtu(unittest.TestCase):
     """RFC 4787 REQ-13 with `[outside] mtu = 1400` (the suite's configuration) on a lab whose
     links all carry 1500: a packet too big for the outside with DF set is answered with ICMP
@@ -1272,37 +1294,22 @@ class PathMtu(unittest.TestCase):
 
     MTU = 1400
     PAYLOAD = 1450 - 28  # a 1450-byte IPv4 packet
-    IP_MTU_DISCOVER, IP_RECVERR = 10, 11  # <linux/in.h>; Python's socket module has neither
+    IP_MTU_DISCOVER = 10  # <linux/in.h>; Python's socket module lacks it
 
     def udp_from_inside(self, pmtudisc: int) -> socket.socket:
         s = udp_socket(self, NS_IN, IN_IP, 0, 2)
         # PROBE (3): DF set, the cached path MTU ignored (the first 3/4 would otherwise make the
         # kernel refuse or fragment the next one itself); INTERFACE (4): no DF, the interface MTU.
         s.setsockopt(socket.IPPROTO_IP, self.IP_MTU_DISCOVER, pmtudisc)
-        s.setsockopt(socket.IPPROTO_IP, self.IP_RECVERR, 1)
+        s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
         return s
 
     def test_rfc4787_req13_too_big_with_df_is_answered_with_icmp_3_4_and_the_mtu(self):
         before = ctl_stats()
         s = self.udp_from_inside(3)
-        err = None
-        for _ in range(5):
-            s.sendto(b"x" * self.PAYLOAD, (OUT_IP, 47300))
-            deadline = time.monotonic() + 1
-            while time.monotonic() < deadline and err is None:
-                try:
-                    _, anc, _, _ = s.recvmsg(2048, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    time.sleep(0.05)
-                    continue
-                for level, kind, data in anc:
-                    if level == socket.IPPROTO_IP and kind == self.IP_RECVERR:  # a sock_extended_err
-                        err = struct.unpack_from("=IBBBBII", data)
-                        offender = socket.inet_ntoa(data[20:24])  # sockaddr_in after it: port, address
-            if err:
-                break
-        self.assertIsNotNone(err, "no ICMP error came back for a 1450-byte packet with DF")
-        errno_, origin, icmp_type, code, _, info, _ = err
+        got = icmp_error_after(s, lambda: s.sendto(b"x" * self.PAYLOAD, (OUT_IP, 47300)))
+        self.assertIsNotNone(got, "no ICMP error came back for a 1450-byte packet with DF")
+        (errno_, origin, icmp_type, code, _, info, _), offender = got
         self.assertEqual((2, 3, 4), (origin, icmp_type, code), "not an ICMP 3/4")  # SO_EE_ORIGIN_ICMP
         self.assertEqual(self.MTU, info, "the next-hop MTU in the ICMP error")
         self.assertEqual(GW_IN_IP, offender, "3/4 comes from the gateway's inside address")
@@ -1387,6 +1394,48 @@ class Exclusions(unittest.TestCase):
         self.assertGreaterEqual(after["untranslated_in"] - before["untranslated_in"], 1)
         self.assertEqual([], [r for r in mapping_rows(inside=IN_IP, proto="udp") if r["inside"] == f"{IN_IP}:47501"],
                          "no mapping for an excluded flow")
+
+    def test_rfc6888_req6_icmp_errors_from_routers_on_the_way_reach_the_inside_host(self):
+        """An excluded flow crosses routers that are not excluded themselves; their ICMP errors
+        (here fragmentation needed, path MTU discovery's) are addressed to the inside host and
+        must reach it: a connected UDP socket in eph-in gets the 3/4 with its MTU, from the
+        router's address. The same error about a translated destination is not for an inside
+        address (counted not_for_us)."""
+        ip_mtu_discover = 10  # <linux/in.h>
+        server = udp_socket(self, NS_OUT, self.SERVER, 47510, 1)
+        client = udp_socket(self, NS_IN, IN_IP, 47511, 1)
+        client.setsockopt(socket.IPPROTO_IP, ip_mtu_discover, 2)  # IP_PMTUDISC_DO
+        client.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+        client.connect((self.SERVER, 47510))
+        got = L.send_until_received(client, b"learn me", (self.SERVER, 47510), server)
+        self.assertIsNotNone(got, f"nothing reached {self.SERVER}; stats: {ctl_stats()}")
+
+        raw = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.addCleanup(raw.close)
+
+        def frag_needed(quoted_dst: str, mtu: int) -> bytes:
+            udp = struct.pack("!HHHH", 47511, 47510, 8 + 1400, 0)
+            quoted = L.ipv4_packet(IN_IP, quoted_dst, PROTO_UDP, udp)[:28]
+            icmp = struct.pack("!BBHHH", 3, 4, 0, 0, mtu) + quoted
+            icmp = icmp[:2] + struct.pack("!H", L.inet_checksum(icmp)) + icmp[4:]
+            return L.ipv4_packet(OUT_IP, IN_IP, 1, icmp)  # from a router that is not excluded
+
+        before = ctl_stats()
+        err = icmp_error_after(client, lambda: raw.sendto(frag_needed(self.SERVER, 1280), (IN_IP, 0)))
+        self.assertIsNotNone(err, f"the router's 3/4 did not reach the inside host; stats: {ctl_stats()}")
+        (_, origin, icmp_type, code, _, info, _), offender = err
+        self.assertEqual((2, 3, 4, 1280), (origin, icmp_type, code, info), "an ICMP 3/4 with MTU 1280")
+        self.assertEqual(OUT_IP, offender, "from the router, untranslated")
+        middle = ctl_stats()
+        self.assertGreaterEqual(middle["untranslated_in"] - before["untranslated_in"], 1)
+
+        raw.sendto(frag_needed(OUT_IP, 1280), (IN_IP, 0))  # about a translated destination
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and ctl_stats()["not_for_us"] == middle["not_for_us"]:
+            time.sleep(0.1)
+        after = ctl_stats()
+        self.assertGreaterEqual(after["not_for_us"] - middle["not_for_us"], 1, "not routed in")
+        self.assertEqual(middle["untranslated_in"], after["untranslated_in"])
 
     def test_rfc6888_req6_other_destinations_are_still_translated(self):
         server = udp_socket(self, NS_OUT, OUT_IP, 47502, 1)
