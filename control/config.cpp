@@ -1,6 +1,7 @@
 // Validation and small parsers for NatConfig. Every error names the key and
 // the value so an operator can find the line to fix.
 #include "ephemera/config.hpp"
+#include "ephemera/deterministic.hpp"
 
 #include <arpa/inet.h>
 
@@ -89,6 +90,15 @@ void validate(const NatConfig& c)
             fail("port_parity", "true", "cannot be combined with port_block_size (a block is consecutive ports)");
         if (c.max_blocks_per_subscriber == 0 || c.max_blocks_per_subscriber > 1024)
             fail("max_blocks_per_subscriber", std::to_string(c.max_blocks_per_subscriber), "expected 1-1024");
+    }
+    if (c.deterministic) {
+        if (c.port_block_size != 0)
+            fail("port_block_size", std::to_string(c.port_block_size),
+                 "cannot be combined with deterministic (each host has one fixed range of ports)");
+        if (c.port_parity)
+            fail("port_parity", "true", "cannot be combined with deterministic (a range is consecutive ports)");
+        DeterministicMap(c.deterministic_prefix, c.deterministic_len, uint32_t(c.pool.size()),
+                         PortLayout(c.ports, c.workers)); // throws when some host would get no port
     }
     if (c.max_sessions_per_mapping == 0 || c.max_sessions_per_mapping > 65535)
         fail("max_sessions_per_mapping", std::to_string(c.max_sessions_per_mapping), "expected 1-65535");

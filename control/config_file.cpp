@@ -234,6 +234,14 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         if (auto v = r.number("nat", "port_block_size", 0, 65535)) n.port_block_size = uint32_t(*v);
         if (auto v = r.number("nat", "max_blocks_per_subscriber", 1, 1024)) n.max_blocks_per_subscriber = uint32_t(*v);
         if (auto v = r.number("nat", "max_static_mappings", 1, 65536)) n.max_static_mappings = uint32_t(*v);
+        if (auto d = r.get<std::string>("nat", "deterministic", "a string like \"100.64.0.0/22\"")) {
+            const auto [addr, len] = parse_cidr("nat.deterministic", *d, 8, 32);
+            const uint32_t mask = len == 32 ? ~0u : ~(~0u >> len);
+            if (addr & ~mask) Reader::fail("nat.deterministic", "\"" + *d + "\"", "host bits set: not a prefix");
+            n.deterministic = true;
+            n.deterministic_prefix = addr;
+            n.deterministic_len = uint8_t(len);
+        }
         if (auto v = r.get<bool>("nat", "icmp_on_limit", "true or false")) g.icmp_on_limit = *v;
         // Port forwards: checked in full when made at start (they need the pool,
         // the inside subnet and the range); the shape is checked here.

@@ -361,6 +361,9 @@ int cmd_config(const char*, const char*, rte_tel_data* d)
         excluded += std::to_string(len);
     }
     s("nat_exclude", excluded);
+    s("nat_deterministic", c.nat.deterministic ? format_ipv4(c.nat.deterministic_prefix) + "/" +
+                                                     std::to_string(c.nat.deterministic_len)
+                                               : "");
     s("log_file", c.log.file);
     s("log_ipfix_collector", c.log.ipfix_collector);
     s("metrics_listen", c.metrics.listen);

@@ -19,6 +19,8 @@
 #include <nlohmann/json.hpp>
 
 #include "ephemera/config.hpp"
+#include "ephemera/deterministic.hpp"
+#include "ephemera/gateway_config.hpp"
 #include "mapping_log_reader.hpp"
 
 using nlohmann::json;
@@ -186,6 +188,41 @@ std::string who_line(const ephemera::WhoMatch& m, uint32_t pool_addr)
     return line;
 }
 
+// `who --config`: in deterministic mode the configuration alone names the
+// holder of a pool port (RFC 7422), whatever the time. Exit 1: nobody.
+int who_deterministic(const std::string& endpoint, const std::string& config_path, bool as_json)
+{
+    const auto [addr, port] = parse_endpoint(endpoint);
+    const ephemera::GatewayConfig c = ephemera::load_gateway_config(config_path);
+    if (!c.nat.deterministic)
+        throw Failure{config_path + " sets no nat.deterministic: ports are given out as flows come; ask a "
+                                    "mapping log (--log FILE --at TIME)",
+                      2};
+    const auto at = std::find(c.nat.pool.begin(), c.nat.pool.end(), addr);
+    if (at == c.nat.pool.end())
+        throw Failure{ephemera::format_ipv4(addr) + " is not a pool address of " + config_path, 1};
+    const unsigned pool = unsigned(at - c.nat.pool.begin());
+    const ephemera::DeterministicMap map(c.nat.deterministic_prefix, c.nat.deterministic_len,
+                                         uint32_t(c.nat.pool.size()), ephemera::PortLayout(c.nat.ports, c.nat.workers));
+    const std::optional<uint32_t> host = map.host_of(pool, port);
+    std::string range;
+    if (host) {
+        const auto slot = map.slot_of(*host);
+        range = ephemera::format_ipv4(addr) + ":" + std::to_string(slot.first) + "-" + std::to_string(slot.last);
+    }
+    if (as_json) {
+        json out = json::array();
+        if (host) out.push_back({{"inside", ephemera::format_ipv4(*host)}, {"block", range}, {"deterministic", true}});
+        std::cout << out.dump(2) << "\n";
+    } else if (!host) {
+        std::printf("nobody: %s is in no host's range under %s\n", endpoint.c_str(), config_path.c_str());
+    } else {
+        std::printf("%s  block %s  (deterministic: every protocol, for as long as %s is in force)\n",
+                    ephemera::format_ipv4(*host).c_str(), range.c_str(), config_path.c_str());
+    }
+    return host ? 0 : 1;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -231,11 +268,16 @@ int main(int argc, char** argv)
         ->required()
         ->check(CLI::Range(0u, 2592000u));
     auto* config = app.add_subcommand("config", "the running configuration");
-    std::string at, log_path;
-    auto* who = app.add_subcommand("who", "who held POOLADDR:PORT at a time, from a mapping log file");
+    std::string at, log_path, config_path;
+    auto* who = app.add_subcommand(
+        "who", "who held POOLADDR:PORT at a time, from a mapping log file (or, in deterministic mode, the config)");
     who->add_option("endpoint", endpoint, "POOLADDR:PORT")->required();
-    who->add_option("--at", at, "time: 2026-11-21T16:30:00.123Z or Unix seconds/milliseconds")->required();
-    who->add_option("--log", log_path, "the mapping log file")->required()->check(CLI::ExistingFile);
+    auto* who_at = who->add_option("--at", at, "time: 2026-11-21T16:30:00.123Z or Unix seconds/milliseconds");
+    auto* who_log = who->add_option("--log", log_path, "the mapping log file")->check(CLI::ExistingFile);
+    auto* who_config = who->add_option("--config", config_path, "the gateway's configuration (nat.deterministic)")
+                           ->check(CLI::ExistingFile);
+    who_log->needs(who_at);
+    who_log->excludes(who_config);
     who->add_option("--proto", proto, "tcp, udp, icmp or sctp")->check(CLI::IsMember({"tcp", "udp", "icmp", "sctp"}));
 
     std::string static_proto, static_inside, static_external;
@@ -262,6 +304,8 @@ int main(int argc, char** argv)
             f += " limit=" + std::to_string(limit);
             return f;
         };
+        if (who->parsed() && !config_path.empty()) return who_deterministic(endpoint, config_path, as_json);
+        if (who->parsed() && log_path.empty()) throw Failure{"who: --log FILE --at TIME, or --config FILE", 2};
         if (who->parsed()) {
             const auto [addr, p] = parse_endpoint(endpoint);
             const auto matches = ephemera::who_held(log_path, addr, p, parse_time_ms(at), proto);

@@ -161,10 +161,13 @@ int main(int argc, char** argv)
         // Steering by the NIC where it can (hw_steering.hpp), software handoff
         // for the rest; with one worker there is nothing to steer.
         const bool nic_steering = workers > 1 && config.steering != Steering::Handoff;
+        // Deterministic mode decides a host's worker by its port range, which
+        // the NIC's hash of the source address cannot follow.
+        const bool source_rss = nic_steering && !config.nat.deterministic;
         std::unique_ptr<EthPort> inside, outside;
         try {
             inside = std::make_unique<EthPort>("inside", config.inside.port, uint16_t(workers),
-                                               config.rx_descriptors, config.tx_descriptors, pool, nic_steering);
+                                               config.rx_descriptors, config.tx_descriptors, pool, source_rss);
             outside = std::make_unique<EthPort>("outside", config.outside.port, uint16_t(workers),
                                                 config.rx_descriptors, config.tx_descriptors, pool);
         } catch (const std::exception& e) {
@@ -192,8 +195,15 @@ int main(int argc, char** argv)
             steering_inside = inside->source_rss()
                                   ? "RSS on the IPv4 source (" + std::to_string(inside->source_rss()->reta.size()) +
                                         "-entry redirection table)"
+                              : config.nat.deterministic
+                                  ? "software handoff to the worker owning the subscriber's deterministic ports"
                                   : "software handoff by subscriber (" + inside->rss_why() + ")";
         }
+        std::unique_ptr<DeterministicMap> deterministic;
+        if (config.nat.deterministic)
+            deterministic = std::make_unique<DeterministicMap>(config.nat.deterministic_prefix,
+                                                               config.nat.deterministic_len,
+                                                               uint32_t(config.nat.pool.size()), layout);
         Pool nat_pool(config.nat.pool);
         Neighbor next_hop(rte_cpu_to_be_32(config.next_hop));
         if (config.next_hop_mac) {
@@ -234,6 +244,7 @@ int main(int argc, char** argv)
         shared.next_hop = &next_hop;
         shared.workers = workers;
         shared.inside_rss = inside->source_rss();
+        shared.deterministic = deterministic.get();
         shared.exclusions = exclusions.get();
         shared.steering = "inside: " + steering_inside + "; outside: " + steering_outside;
         for (unsigned d = 0; d < 2; ++d)
@@ -326,6 +337,11 @@ int main(int argc, char** argv)
                         flow_rules ? "flow" : "sw", config.nat.pool.size(), config.nat.ports.first,
                         config.nat.ports.last, to_string(config.nat.filtering));
             std::printf("ephemera: steering: %s\n", shared.steering.c_str());
+            if (deterministic)
+                std::printf("ephemera: deterministic (RFC 7422): %u hosts of %s/%u, %u ports each; "
+                            "`ephemeractl who POOLADDR:PORT --config FILE` names the holder\n",
+                            deterministic->hosts(), format_ipv4(config.nat.deterministic_prefix).c_str(),
+                            unsigned(config.nat.deterministic_len), deterministic->ports_per_host());
             std::fflush(stdout);
         }
 

@@ -75,8 +75,12 @@ struct GatewayShared {
     const hw::SourceRss* inside_rss = nullptr;
     const Exclusions* exclusions = nullptr; // nat.exclude; null when none
     std::string steering = "handoff";  // what was chosen at start, for `ephemeractl config`
+    // Deterministic mode: a host of the prefix belongs to the worker owning its ports.
+    const DeterministicMap* deterministic = nullptr;
     unsigned subscriber_worker(uint32_t subscriber_net) const
     {
+        if (deterministic && deterministic->contains(rte_be_to_cpu_32(subscriber_net)))
+            return deterministic->slot_of(rte_be_to_cpu_32(subscriber_net)).worker;
         return inside_rss ? inside_rss->owner(subscriber_net) : steer::subscriber_owner(subscriber_net, workers);
     }
     // handoff[dir][from * workers + to]: single producer, single consumer.

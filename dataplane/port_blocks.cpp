@@ -28,10 +28,12 @@ PortBlocks::PortBlocks(const Shape& s, unsigned worker, int socket)
     if (per_pool_ == 0 || per_pool_ > 65536 || max_blocks_ == 0 || max_subscribers_ == 0)
         throw std::invalid_argument("port blocks: a block must fit the partition (" + std::to_string(s.partition) +
                                     " ports, blocks of " + std::to_string(s.block_size) + ")");
+    fixed_ = s.fixed;
     free_blocks_.reserve(s.pools);
     for (unsigned p = 0; p < s.pools; ++p) {
         PortFifo& f = free_blocks_.emplace_back(per_pool_);
-        for (uint32_t b = 0; b < per_pool_; ++b) f.push_initial(uint16_t(b));
+        if (!fixed_) // deterministic blocks are never handed out from a queue
+            for (uint32_t b = 0; b < per_pool_; ++b) f.push_initial(uint16_t(b));
     }
     hash_ = create_address_hash("eph_blk", "port-block subscriber table", worker, s.max_subscribers, socket);
 }
@@ -96,6 +98,15 @@ PortBlocks::Result PortBlocks::allocate(uint32_t subscriber, unsigned pool, L4 l
     return Result::NewBlock;
 }
 
+PortBlocks::Result PortBlocks::allocate_fixed(uint32_t subscriber, uint32_t block, L4 l4, uint16_t& port)
+{
+    if (owner_[block] == 0) {
+        take_block(block, subscriber); // its first use: every port free, in port order
+        ++subscribers_;
+    }
+    return pop_port(block, l4, port) ? Result::Ok : Result::SubscriberFull;
+}
+
 bool PortBlocks::release(uint32_t block, L4 l4, uint16_t port, Tick now)
 {
     const uint32_t s = slot(block, l4);
@@ -103,7 +114,7 @@ bool PortBlocks::release(uint32_t block, L4 l4, uint16_t port, Tick now)
     if (tail >= size_) tail -= size_;
     ring_[ring_base(block, l4) + tail] = uint16_t(port - first_port(block));
     ++count_[s];
-    if (--live_[block] != 0) return false;
+    if (--live_[block] != 0 || fixed_) return false;
 
     // The block is empty: it leaves its subscriber and waits out the
     // quarantine before another subscriber may get it (RFC 6888 REQ-8).
@@ -141,7 +152,10 @@ PortBlocks::Use PortBlocks::use(unsigned pool, L4 l4, Tick now, Tick quarantine)
     blocks.promote(now, quarantine);
     Use u{blocks.free_count() * size_, blocks.quarantined_count() * size_, 0};
     for (uint32_t b = pool * per_pool_; b < (pool + 1) * per_pool_; ++b) {
-        if (owner_[b] == 0) continue;
+        if (owner_[b] == 0) {
+            if (fixed_) u.free += size_; // not used yet: all its ports free
+            continue;
+        }
         u.free += count_[slot(b, l4)];
         u.in_use += size_ - count_[slot(b, l4)];
     }

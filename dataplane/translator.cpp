@@ -33,11 +33,21 @@ Translator::Translator(const NatConfig& config, const PortLayout& layout, unsign
                           " workers configured");
     if (max_ports_per_subscriber_ != 0)
         subscribers_ = std::make_unique<SubscriberTable>(config.max_subscribers, worker, socket);
-    if (config.port_block_size != 0)
+    if (config.deterministic) {
+        det_ = std::make_unique<DeterministicMap>(config.deterministic_prefix, config.deterministic_len,
+                                                  uint32_t(pool_.size()), layout);
+        // One block per host, its range; only the k ranges hosts fall on.
+        const uint32_t b = det_->ports_per_host();
+        blocks_ = std::make_unique<PortBlocks>(
+            PortBlocks::Shape{unsigned(pool_.size()), layout.first_of(worker), det_->hosts_per_partition() * b, b, 1,
+                              config.max_subscribers, /*fixed=*/true},
+            worker, socket);
+    } else if (config.port_block_size != 0) {
         blocks_ = std::make_unique<PortBlocks>(
             PortBlocks::Shape{unsigned(pool_.size()), layout.first_of(worker), layout.size_of(worker),
                               config.port_block_size, config.max_blocks_per_subscriber, config.max_subscribers},
             worker, socket);
+    }
     parts_.reserve(kL4Count * pool_.size());
     for (unsigned l4 = 0; l4 < kL4Count; ++l4)
         for (unsigned p = 0; p < pool_.size(); ++p)
@@ -91,6 +101,12 @@ bool Translator::allocate_port(const Parsed& p, unsigned pool_index, Tick now, u
         }
         stats_.parity_fallbacks += fallback;
         return true;
+    }
+    if (det_) {
+        block = pool_index * blocks_->blocks_per_pool() + det_->slot_of(rte_be_to_cpu_32(p.src)).range;
+        if (blocks_->allocate_fixed(p.src, block, p.space, port) == PortBlocks::Result::Ok) return true;
+        why = Drop::SubscriberLimit; // every port of its range in use (RFC 7422: nothing beyond it)
+        return false;
     }
     switch (blocks_->allocate(p.src, pool_index, p.space, now, timeouts_.quarantine, port, block)) {
     case PortBlocks::Result::Ok: return true;
@@ -161,6 +177,26 @@ inline uint16_t remote_port_of(const Translator::Parsed&, L4 space, uint16_t por
 
 } // namespace
 
+bool Translator::pool_index_of(uint32_t subscriber_net, unsigned& pool_index, Drop& why) const
+{
+    if (det_ == nullptr) {
+        pool_index = pool_.paired_index(subscriber_net); // RFC 6888 REQ-2
+        return true;
+    }
+    const uint32_t host = rte_be_to_cpu_32(subscriber_net);
+    if (!det_->contains(host)) {
+        why = Drop::SubscriberLimit; // outside nat.deterministic: it has no ports
+        return false;
+    }
+    const DeterministicMap::Slot s = det_->slot_of(host);
+    if (s.worker != worker_) {
+        why = Drop::WrongWorker; // steering sends a host to the worker owning its range
+        return false;
+    }
+    pool_index = s.pool;
+    return true;
+}
+
 int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now, Drop& why)
 {
     const MappingKey key{p.src, p.sport, uint8_t(p.space)};
@@ -184,7 +220,8 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
         why = Drop::SubscriberLimit;
         return -1;
     }
-    const unsigned pool_index = pool_.paired_index(p.src);
+    unsigned pool_index = 0;
+    if (!pool_index_of(p.src, pool_index, why)) return -1;
     PortPartition& part = partition(pool_index, p.space);
     uint16_t port = 0;
     uint32_t block = 0;

@@ -9,6 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <rte_ring.h>
+#include <rte_ring_elem.h>
+
 #include "ephemera/clock.hpp"
 #include "ephemera/config.hpp"
 #include "ephemera/port_allocator.hpp"
@@ -139,6 +142,29 @@ private:
 // MACs as the translator was told, VLAN tag kept, every checksum valid
 // (UDP zero checksum allowed only when it was zero on the way in).
 void expect_rewritten(const Parsed& sent, const Parsed& got, Dir dir, uint32_t new_addr, uint16_t new_port);
+
+// The events a translator put on its ring, in order.
+class EventRing {
+public:
+    explicit EventRing(ephemera::Translator& tr)
+    {
+        static unsigned serial = 0;
+        ring_ = rte_ring_create_elem(("harness_ev" + std::to_string(serial++)).c_str(), sizeof(ephemera::MappingEvent), 1024,
+                                     SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        tr.set_event_ring(ring_);
+    }
+    ~EventRing() { rte_ring_free(ring_); }
+    std::vector<ephemera::MappingEvent> take()
+    {
+        std::vector<ephemera::MappingEvent> out;
+        ephemera::MappingEvent e;
+        while (rte_ring_sc_dequeue_elem(ring_, &e, sizeof e) == 0) out.push_back(e);
+        return out;
+    }
+
+private:
+    rte_ring* ring_ = nullptr;
+};
 
 // Every test checks on the way out that each mbuf it made went back to the pool.
 class NatTest : public ::testing::Test {

@@ -79,6 +79,12 @@ class DaemonStartupErrors(unittest.TestCase):
         self.assert_one_clear_error(self.run_daemon(config(nat_extra='static = ["tcp 100.64.0.5:80"]')),
                                     "nat.static", "PROTO INSIDE:PORT POOLADDR:PORT")
 
+    def test_deterministic_prefix_too_large_for_the_ports_is_named(self):
+        # 65536 hosts on 16 pool addresses x 100 ports: no port for each host.
+        self.assert_one_clear_error(
+            self.run_daemon(config(ports="60000-60099", nat_extra='deterministic = "100.64.0.0/16"')),
+            "nat.deterministic", "100.64.0.0/16")
+
     def test_too_few_lcores(self):
         self.assert_one_clear_error(self.run_daemon(config(workers=3, lcores="0,1")), "dataplane.workers", "lcores")
 

@@ -221,6 +221,27 @@ TEST(GatewayConfig, BadExclusionsNameTheKey)
     EXPECT_NE(error_of(kMinimal + "exclude = [\"198.51.100.0/24\"]\n").find("pool address"), std::string::npos);
 }
 
+TEST(GatewayConfig, DeterministicPrefixIsRead)
+{
+    const GatewayConfig g = parse_gateway_config(kMinimal + "deterministic = \"100.64.0.0/22\"\n", "lab.toml");
+    EXPECT_TRUE(g.nat.deterministic);
+    EXPECT_EQ(g.nat.deterministic_prefix, parse_ipv4("100.64.0.0"));
+    EXPECT_EQ(g.nat.deterministic_len, 22);
+    EXPECT_FALSE(parse_gateway_config(kMinimal, "lab.toml").nat.deterministic) << "off by default";
+}
+
+TEST(GatewayConfig, BadDeterministicValuesNameTheKey)
+{
+    // Host bits set; not a prefix; more hosts than the pool's ports can serve
+    // (4 M hosts on 16 addresses x 16384 ports leave no port per host).
+    for (const char* bad : {"100.64.0.1/22", "nonsense", "100.64.0.0/4", "100.0.0.0/10"}) {
+        const std::string e = error_of(kMinimal + "deterministic = \"" + std::string(bad) + "\"\n");
+        EXPECT_NE(e.find("nat.deterministic"), std::string::npos) << bad << ": " << e;
+    }
+    const std::string e = error_of(kMinimal + "deterministic = \"100.64.0.0/22\"\nport_block_size = 8\n");
+    EXPECT_NE(e.find("deterministic"), std::string::npos) << e;
+}
+
 TEST(GatewayConfig, ReassemblyLimitsNameTheKey)
 {
     EXPECT_NE(error_of(kMinimal + "[dataplane]\nreassembly = 100000\n").find("dataplane.reassembly"), std::string::npos);

@@ -10,8 +10,6 @@
 #include <string>
 #include <vector>
 
-#include <rte_ring.h>
-
 #include "nat_harness.hpp"
 
 namespace ephtest {
@@ -39,29 +37,6 @@ NatConfig small_config_ports(uint16_t first, uint16_t last)
     c.ports = {first, last};
     return c;
 }
-
-// The events a translator put on its ring, in order.
-class EventRing {
-public:
-    explicit EventRing(ephemera::Translator& tr)
-    {
-        static unsigned serial = 0;
-        ring_ = rte_ring_create_elem(("pb_ev" + std::to_string(serial++)).c_str(), sizeof(MappingEvent), 1024,
-                                     SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
-        tr.set_event_ring(ring_);
-    }
-    ~EventRing() { rte_ring_free(ring_); }
-    std::vector<MappingEvent> take()
-    {
-        std::vector<MappingEvent> out;
-        MappingEvent e;
-        while (rte_ring_sc_dequeue_elem(ring_, &e, sizeof e) == 0) out.push_back(e);
-        return out;
-    }
-
-private:
-    rte_ring* ring_ = nullptr;
-};
 
 uint16_t host16(uint16_t be) { return rte_be_to_cpu_16(be); }
 

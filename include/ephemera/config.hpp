@@ -54,6 +54,11 @@ struct NatConfig {
     uint32_t port_block_size = 0;             // ports per block (port-block mode); 0: one port at a time
     uint32_t max_blocks_per_subscriber = 8;   // port-block mode: blocks one subscriber may hold
     uint32_t max_static_mappings = 1024;      // port forwards (ephemeractl static), for the gateway
+    // RFC 7422 deterministic mode (deterministic.hpp): every address of this
+    // inside prefix (host order) has a fixed pool address and port range.
+    bool deterministic = false;
+    uint32_t deterministic_prefix = 0;
+    uint8_t deterministic_len = 32;
 };
 
 // A configuration value that cannot be used. what() names the key and the value.

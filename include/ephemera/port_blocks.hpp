@@ -26,6 +26,9 @@ public:
         uint32_t block_size;          // N
         uint32_t max_blocks;          // per subscriber
         uint32_t max_subscribers;     // holding blocks at once, per worker
+        // Deterministic mode (RFC 7422): each block belongs to one subscriber
+        // by arithmetic (allocate_fixed); blocks are never shared out.
+        bool fixed = false;
     };
     PortBlocks(const Shape& shape, unsigned worker, int socket);
     ~PortBlocks();
@@ -44,9 +47,14 @@ public:
     // holds that has one; else a fresh block (oldest out of quarantine).
     Result allocate(uint32_t subscriber, unsigned pool, L4 l4, Tick now, Tick quarantine, uint16_t& port,
                     uint32_t& block);
+    // Deterministic mode: a port of `block`, the one the subscriber's address
+    // computes to (deterministic.hpp), taken on its first use. Ok, or
+    // SubscriberFull when every port of it is in use for this protocol.
+    Result allocate_fixed(uint32_t subscriber, uint32_t block, L4 l4, uint16_t& port);
     // The port goes back to its block (reused by the same subscriber only,
     // after the block's other free ports). True when that emptied the block:
-    // it left the subscriber and is quarantined — log it.
+    // it left the subscriber and is quarantined — log it. Never in
+    // deterministic mode, where the block stays its subscriber's.
     bool release(uint32_t block, L4 l4, uint16_t port, Tick now);
 
     uint32_t block_size() const { return size_; }
@@ -87,6 +95,7 @@ private:
     DpdkArray<uint32_t> held_;           // [position * max_blocks + i]
     DpdkArray<uint32_t> held_count_;     // [position]
     uint32_t subscribers_ = 0;
+    bool fixed_ = false;
 };
 
 } // namespace ephemera

@@ -15,6 +15,7 @@ struct rte_ring;
 
 #include "ephemera/clock.hpp"
 #include "ephemera/config.hpp"
+#include "ephemera/deterministic.hpp"
 #include "ephemera/flow_key.hpp"
 #include "ephemera/mapping_event.hpp"
 #include "ephemera/pool.hpp"
@@ -128,6 +129,9 @@ private:
     void emit(MappingEventType type, const Mapping& map);
     bool static_neighbor(Mapping& map, uint32_t slot);
     void emit_block(MappingEventType type, uint32_t block, uint32_t subscriber);
+    // The pool address a new mapping of `subscriber` takes: paired pooling's,
+    // or the deterministic map's; false (with why) when it may have none.
+    bool pool_index_of(uint32_t subscriber_net, unsigned& pool_index, Drop& why) const;
     bool allocate_port(const Parsed& p, unsigned pool_index, Tick now, uint16_t& port, uint32_t& block, Drop& why);
     void release_port(uint32_t subscriber, unsigned pool_index, L4 l4, uint16_t port, uint32_t block, Tick now);
 
@@ -142,7 +146,8 @@ private:
     SessionTable table_;
     std::vector<PortPartition> parts_; // [l4][pool index]
     std::unique_ptr<SubscriberTable> subscribers_; // only with a per-subscriber limit
-    std::unique_ptr<PortBlocks> blocks_;           // only in port-block mode
+    std::unique_ptr<PortBlocks> blocks_;           // only in port-block and deterministic mode
+    std::unique_ptr<DeterministicMap> det_;        // only in deterministic mode (RFC 7422)
     const StaticTable* statics_ = nullptr;
     rte_ether_addr out_src_{}, out_dst_{}, in_src_{};
     uint32_t sweep_cursor_ = 0;

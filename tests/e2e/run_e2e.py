@@ -4,7 +4,7 @@ count, runs every check of test_gateway.py, prints a summary, and tears the lab 
 down) whatever happens: a failing check, an exception, SIGINT/SIGTERM/SIGHUP (meson's timeout),
 or the interpreter exiting (atexit).
 
-    tests/e2e/run_e2e.py [--suite gateway|control|blocks] [--gateway ephemera|linux] [--workers N]
+    tests/e2e/run_e2e.py [--suite gateway|control|blocks|deterministic] [--gateway ephemera|linux] [--workers N]
                          [--build DIR] [-k PATTERN] [--keep] [--no-huge]
 
 --suite control runs test_control.py instead (ephemera, one worker): the lab comes up with
@@ -16,6 +16,9 @@ and a metrics endpoint (CONTROL_CONFIG below), passed as scripts/lab up --config
 --suite blocks runs test_blocks.py the same way (ephemera, one worker) with BLOCKS_CONFIG:
 port-block mode (32 ports 50000-50031 without shuffling, blocks of 4, at most 2 blocks and 9
 ports per subscriber), short timeouts, a mapping log and an IPFIX collector address.
+
+--suite deterministic runs test_deterministic.py with DETERMINISTIC_CONFIG (ephemera, two
+workers): nat.deterministic = "100.64.0.0/24" (RFC 7422) and a mapping log.
 
 As root (meson test --suite e2e, via scripts/test, is how CI runs it). Exit status: 0 all
 passed, 1 something failed, 77 (meson's "skipped") when not root.
@@ -67,7 +70,13 @@ BLOCKS_CONFIG = {
     "timeouts": {"udp": 2, "icmp": 2, "tcp_transitory": 2, "tcp_established": 30, "quarantine": 3},
     "log": {"file": "/run/ephemera-lab/mappings.log", "ipfix_collector": "127.0.0.1:4739"},
 }
-SUITE_CONFIGS = {"control": CONTROL_CONFIG, "blocks": BLOCKS_CONFIG}
+# --suite deterministic: RFC 7422 mode for the lab's inside /24, two workers (test_deterministic.py).
+DETERMINISTIC_CONFIG = {
+    "nat": {"deterministic": "100.64.0.0/24"},
+    "log": {"file": "/run/ephemera-lab/mappings.log"},
+}
+SUITE_CONFIGS = {"control": CONTROL_CONFIG, "blocks": BLOCKS_CONFIG, "deterministic": DETERMINISTIC_CONFIG}
+SUITE_WORKERS = {"deterministic": 2}  # the others: one worker, whose partition is the whole range
 # --suite gateway with ephemera: the lab's template plus an excluded destination
 # (test_gateway.ExcludedDestination: RFC 6888 REQ-6 with 1 and with 4 workers).
 GATEWAY_CONFIG = {"nat": {"exclude": ["203.0.113.48/29"]}}
@@ -217,26 +226,30 @@ class TimedResult(unittest.TextTestResult):
 def main() -> int:
     global _keep
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=["gateway", "control", "blocks"], default="gateway",
-                    help="test_gateway.py (default), test_control.py or test_blocks.py (each of "
-                         "the last two with its own lab configuration)")
+    ap.add_argument("--suite", choices=["gateway", "control", "blocks", "deterministic"], default="gateway",
+                    help="test_gateway.py (default), test_control.py, test_blocks.py or "
+                         "test_deterministic.py (each of the last three with its own lab configuration)")
     ap.add_argument("--gateway", choices=["ephemera", "linux"], default="ephemera")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="gateway suite: 1 (default) or more")
     ap.add_argument("--build", default=str(REPO / "build"), help="meson build dir (DIR/control/ephemera)")
     ap.add_argument("-k", dest="pattern", help="run only the tests whose name contains PATTERN")
     ap.add_argument("--keep", action="store_true", help="leave the lab up afterwards (debugging)")
     ap.add_argument("--no-huge", action="store_true", help="DPDK without hugepages (scripts/lab up --no-huge)")
     args = ap.parse_args()
     _keep = args.keep
+    want_workers = SUITE_WORKERS.get(args.suite, 1)
+    if args.workers is None:
+        args.workers = want_workers
     what = f"gateway={args.gateway} workers={args.workers}"
     # control and blocks: ephemera with a configuration of their own (SUITE_CONFIGS)
     control = args.suite in SUITE_CONFIGS
     suite_config = SUITE_CONFIGS.get(args.suite)
     if control:
-        what = {"control": "control plane", "blocks": "port blocks and subscriber limits"}[args.suite]
+        what = {"control": "control plane", "blocks": "port blocks and subscriber limits",
+                "deterministic": "deterministic mapping (RFC 7422)"}[args.suite]
         what = f"{what}, gateway=ephemera workers={args.workers}"
-        if args.gateway != "ephemera" or args.workers != 1:
-            log(f"--suite {args.suite} runs ephemera with one worker (its port partition is the whole range)")
+        if args.gateway != "ephemera" or args.workers != want_workers:
+            log(f"--suite {args.suite} runs ephemera with {want_workers} worker(s) (what its checks are written for)")
             return 2
 
     if os.geteuid() != 0:
@@ -301,11 +314,15 @@ def main() -> int:
             # namespace. A lab already up is taken down first (up would anyway: other config).
             if Path("/run/netns/eph-gw").exists():
                 subprocess.run([str(LAB), "down"], stdin=subprocess.DEVNULL, timeout=60)
+            collector_thread = None
             if args.suite == "blocks":
                 import test_blocks as collector_module
-            else:
+            elif args.suite == "control":
                 import test_control as collector_module
-            collector_thread = collector_module.start_collector_before_gateway()
+            else:
+                collector_module = None  # no IPFIX collector: nothing to open before the gateway
+            if collector_module:
+                collector_thread = collector_module.start_collector_before_gateway()
             log(f"{args.suite} configuration ({config_file}): " +
                 "; ".join(f"[{s}] " + ", ".join(f"{k}={v}" for k, v in keys.items())
                           for s, keys in suite_config.items()))
@@ -322,7 +339,7 @@ def main() -> int:
         log(f"bringing the lab up: {' '.join(cmd)}")
         up = subprocess.run(cmd, stdin=subprocess.DEVNULL, timeout=180)
         lab_ok = up.returncode == 0
-        if control:
+        if control and collector_thread:
             collector_thread.join(5)
         if not lab_ok:
             log(f"scripts/lab up failed (exit {up.returncode})")
@@ -330,6 +347,8 @@ def main() -> int:
             import labnet
             if args.suite == "blocks":
                 import test_blocks as suite_module
+            elif args.suite == "deterministic":
+                import test_deterministic as suite_module
             elif control:
                 import test_control as suite_module
             else:
