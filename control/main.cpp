@@ -149,7 +149,9 @@ int main(int argc, char** argv)
                                         : 2 * workers * (config.rx_descriptors + config.tx_descriptors) +
                                               2 * workers * (workers - 1) * ring + 4096 * workers +
                                               workers * config.reassembly * RTE_LIBRTE_IP_FRAG_MAX_FRAG;
-    rte_mempool* pool = rte_pktmbuf_pool_create("ephemera_mbufs", mbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
+    // One pool for both ports: buffers for the larger MTU (jumbo frames stay one mbuf).
+    const uint16_t max_mtu = std::max(config.inside.mtu, config.outside.mtu);
+    rte_mempool* pool = rte_pktmbuf_pool_create("ephemera_mbufs", mbufs, 256, 0, EthPort::buffer_size(max_mtu),
                                                 int(rte_socket_id()));
     if (pool == nullptr) die("cannot allocate " + std::to_string(mbufs) + " mbufs: " + rte_strerror(rte_errno));
     // Fragments of packets too big for a link point into the original's data.
@@ -167,9 +169,11 @@ int main(int argc, char** argv)
         std::unique_ptr<EthPort> inside, outside;
         try {
             inside = std::make_unique<EthPort>("inside", config.inside.port, uint16_t(workers),
-                                               config.rx_descriptors, config.tx_descriptors, pool, source_rss);
+                                               config.rx_descriptors, config.tx_descriptors, pool, source_rss,
+                                               config.inside.mtu);
             outside = std::make_unique<EthPort>("outside", config.outside.port, uint16_t(workers),
-                                                config.rx_descriptors, config.tx_descriptors, pool);
+                                                config.rx_descriptors, config.tx_descriptors, pool, false,
+                                                config.outside.mtu);
         } catch (const std::exception& e) {
             die(e.what());
         }

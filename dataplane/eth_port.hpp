@@ -21,9 +21,17 @@ public:
     // source_rss: spread received packets over the queues by RSS on the IPv4
     // source alone, with a redirection table software can follow, where the
     // port can (source_rss() says whether it did, rss_why() why not).
+    // mtu: the largest IPv4 packet the port must carry (the config's
+    // `mtu`); above 1500 the port's MTU is raised to it (jumbo frames), and
+    // `pool`'s buffers must be buffer_size(mtu) bytes.
     // Throws std::runtime_error with one clear line on failure.
     EthPort(const std::string& role, const std::string& spec, uint16_t queues, uint16_t rx_desc, uint16_t tx_desc,
-            rte_mempool* pool, bool source_rss = false);
+            rte_mempool* pool, bool source_rss = false, uint16_t mtu = RTE_ETHER_MTU);
+
+    // The mbuf data room (headroom included) a pool needs for frames of
+    // this MTU on any port, net_af_packet's frame slots included: every
+    // packet stays in one mbuf.
+    static uint16_t buffer_size(uint16_t mtu);
     ~EthPort();
     EthPort(const EthPort&) = delete;
     EthPort& operator=(const EthPort&) = delete;
@@ -36,7 +44,9 @@ public:
     const std::string& rss_why() const { return rss_why_; }
 
 private:
-    static std::string probe(const std::string& role, const std::string& spec, uint16_t queues, std::string& driver);
+    static std::string probe(const std::string& role, const std::string& spec, uint16_t queues, uint16_t mtu,
+                             rte_mempool* pool);
+    void raise_mtu(const std::string& role, const std::string& spec, uint16_t mtu);
 
     uint16_t id_ = 0;
     rte_ether_addr mac_{};

@@ -17,6 +17,7 @@ GOOD = """
 [inside]
 port = "{inside}"
 address = "100.64.0.1/24"
+mtu = {inside_mtu}
 [outside]
 port = "net_null1"
 address = "203.0.113.1/24"
@@ -31,9 +32,9 @@ workers = {workers}
 """
 
 
-def config(inside="net_null0", ports="49152-65535", workers=1, lcores="0,1", extra="", nat_extra=""):
+def config(inside="net_null0", ports="49152-65535", workers=1, lcores="0,1", extra="", nat_extra="", inside_mtu=1500):
     return EAL.format(pid=os.getpid(), lcores=lcores) + GOOD.format(
-        inside=inside, ports=ports, workers=workers, nat_extra=nat_extra) + extra
+        inside=inside, ports=ports, workers=workers, nat_extra=nat_extra, inside_mtu=inside_mtu) + extra
 
 
 class DaemonStartupErrors(unittest.TestCase):
@@ -84,6 +85,11 @@ class DaemonStartupErrors(unittest.TestCase):
         self.assert_one_clear_error(
             self.run_daemon(config(ports="60000-60099", nat_extra='deterministic = "100.64.0.0/16"')),
             "nat.deterministic", "100.64.0.0/16")
+
+    def test_jumbo_mtu_a_port_refuses_is_named(self):
+        # net_ring cannot change its MTU: raising it to 9000 is refused, not ignored.
+        self.assert_one_clear_error(self.run_daemon(config(inside="net_ring0", inside_mtu=9000)),
+                                    "inside.mtu = 9000", "net_ring0")
 
     def test_too_few_lcores(self):
         self.assert_one_clear_error(self.run_daemon(config(workers=3, lcores="0,1")), "dataplane.workers", "lcores")

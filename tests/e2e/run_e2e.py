@@ -18,7 +18,8 @@ port-block mode (32 ports 50000-50031 without shuffling, blocks of 4, at most 2 
 ports per subscriber), short timeouts, a mapping log and an IPFIX collector address.
 
 --suite deterministic runs test_deterministic.py with DETERMINISTIC_CONFIG (ephemera, two
-workers): nat.deterministic = "100.64.0.0/24" (RFC 7422) and a mapping log.
+workers): nat.deterministic = "100.64.0.0/24" (RFC 7422), a mapping log, and an inside MTU
+of 9000 (jumbo frames; the test module raises in0's MTU to match).
 
 As root (meson test --suite e2e, via scripts/test, is how CI runs it). Exit status: 0 all
 passed, 1 something failed, 77 (meson's "skipped") when not root.
@@ -74,6 +75,7 @@ BLOCKS_CONFIG = {
 DETERMINISTIC_CONFIG = {
     "nat": {"deterministic": "100.64.0.0/24"},
     "log": {"file": "/run/ephemera-lab/mappings.log"},
+    "inside": {"mtu": 9000},  # and jumbo frames on the inside (test_deterministic.JumboInside)
 }
 SUITE_CONFIGS = {"control": CONTROL_CONFIG, "blocks": BLOCKS_CONFIG, "deterministic": DETERMINISTIC_CONFIG}
 SUITE_WORKERS = {"deterministic": 2}  # the others: one worker, whose partition is the whole range

@@ -4,11 +4,15 @@ ports that the configuration alone computes, whichever worker owns it; `ephemera
 POOLADDR:PORT --config FILE` names the subscriber from the configuration; the mapping log gets
 no line per mapping or block.
 
+The same lab carries jumbo frames on the inside (JumboInside): an 8000-byte datagram crosses
+from the 9000-byte inside link to the 1500-byte outside and back.
+
 The lab must be up with the configuration `tests/e2e/run_e2e.py --suite deterministic` renders
 (DETERMINISTIC_CONFIG there); setUpModule refuses any other:
 
     [nat] pool 198.51.100.0/28 (the lab's), ports = "49152-65535", deterministic = "100.64.0.0/24"
     [log] file = /run/ephemera-lab/mappings.log
+    [inside] mtu = 9000 (setUpModule raises in0's MTU to it)
     two workers: partitions of 8192 ports, 256 hosts over 16 addresses x 2 workers = 8 hosts
     per partition, 1024 ports each
 
@@ -78,10 +82,13 @@ def setUpModule():
         raise RuntimeError(f"the lab runs {lab.config} with {lab.workers} workers; this module needs "
                            f"nat.deterministic = \"{PREFIX}\" and 2 workers (run_e2e.py --suite deterministic)")
     L.add_subscribers(SUBSCRIBERS[1:])
+    inside_mtu = tomllib.loads(lab.config.read_text()).get("inside", {}).get("mtu", 1500)
+    subprocess.run(["ip", "-n", NS_IN, "link", "set", L.IN_IF, "mtu", str(inside_mtu)], check=True, timeout=10)
 
 
 def tearDownModule():
     L.remove_subscribers(SUBSCRIBERS[1:])
+    subprocess.run(["ip", "-n", NS_IN, "link", "set", L.IN_IF, "mtu", "1500"], timeout=10)
 
 
 class Deterministic(unittest.TestCase):
@@ -170,8 +177,52 @@ class Deterministic(unittest.TestCase):
                       L.gateway_log_tail(200))
 
 
+class JumboInside(unittest.TestCase):
+    """Jumbo frames: `[inside] mtu = 9000` in this suite's configuration (the outside keeps
+    1500) and in0's MTU raised to 9000 by setUpModule. An 8000-byte datagram leaves the inside
+    host as one packet; the gateway sends it on in 1500-byte fragments (no DF), and the server's
+    8000-byte answer, fragmented by eph-out, comes back to the inside host as one packet. With
+    DF, the same datagram is answered with ICMP 3/4 carrying the outside MTU."""
+
+    SIZE = 8000
+
+    def test_jumbo_datagram_crosses_from_a_9000_byte_inside_link_to_a_1500_byte_outside(self):
+        sub = SUBSCRIBERS[4]
+        server = TC.udp_socket(self, NS_OUT, OUT_IP, 48100, 2)
+        client = TC.udp_socket(self, NS_IN, sub, 48101, 2)
+        client.setsockopt(socket.IPPROTO_IP, TC.PathMtu.IP_MTU_DISCOVER, 0)  # IP_PMTUDISC_DONT: no DF
+        request = bytes((i * 7) & 0xFF for i in range(self.SIZE))
+        reply = bytes((i * 11 + 3) & 0xFF for i in range(self.SIZE))
+        before = TC.ctl_stats()
+        got = L.send_until_received(client, request, (OUT_IP, 48100), server)
+        self.assertIsNotNone(got, f"the 8000-byte datagram did not arrive; stats: {TC.ctl_stats()}")
+        self.assertEqual(request, got[0])
+        pool, first, last, _ = expected_range(sub)
+        self.assertEqual(pool, got[1][0])
+        with L.Sniffer(NS_IN, L.IN_IF) as sniff:
+            server.sendto(reply, got[1])
+            data, source = client.recvfrom(65536)
+            time.sleep(0.2)
+            seen = [p for p in sniff.snapshot() if p.src == OUT_IP and p.proto == L.PROTO_UDP]
+        self.assertEqual((reply, (OUT_IP, 48100)), (data, source))
+        self.assertTrue(any(len(p.l4) == 8 + self.SIZE for p in seen),
+                        f"the answer reached in0 in pieces of {[len(p.l4) for p in seen]} bytes, not as one packet")
+        after = TC.ctl_stats()
+        self.assertGreaterEqual(after["fragmented"] - before["fragmented"], 1, "fragmented for the outside")
+        self.assertEqual(after["fragment_failed"], before["fragment_failed"])
+
+    def test_jumbo_datagram_with_df_gets_icmp_3_4_with_the_outside_mtu(self):
+        client = TC.udp_socket(self, NS_IN, SUBSCRIBERS[4], 0, 2)
+        client.setsockopt(socket.IPPROTO_IP, TC.PathMtu.IP_MTU_DISCOVER, 3)  # PROBE: DF, no PMTU cache
+        client.setsockopt(socket.IPPROTO_IP, TC.IP_RECVERR, 1)
+        got = TC.icmp_error_after(client, lambda: client.sendto(bytes(self.SIZE), (OUT_IP, 48102)))
+        self.assertIsNotNone(got, "no ICMP error for an 8000-byte packet with DF")
+        (_, origin, icmp_type, code, _, info, _), offender = got
+        self.assertEqual((2, 3, 4, 1500), (origin, icmp_type, code, info), "ICMP 3/4 with the outside MTU")
+
+
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
-    return L.ordered_suite([Deterministic], pattern)
+    return L.ordered_suite([Deterministic, JumboInside], pattern)
 
 
 def load_tests(loader, tests, pattern):
