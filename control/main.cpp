@@ -98,6 +98,26 @@ void drain_events(const std::vector<rte_ring*>& rings, MappingLog& log, unsigned
     }
 }
 
+// Deterministic mode's parameters, for the mapping log's start line: with
+// them, a log answers "who held POOLADDR:PORT" across configuration changes.
+std::string deterministic_note(const GatewayConfig& config)
+{
+    const NatConfig& n = config.nat;
+    const DeterministicMap map(n.deterministic_prefix, n.deterministic_len, uint32_t(n.pool.size()),
+                               PortLayout(n.ports, n.workers));
+    // The pool in its order (the formula numbers its addresses), runs of consecutive addresses as A-B.
+    std::string pool;
+    for (size_t i = 0; i < n.pool.size();) {
+        size_t j = i;
+        while (j + 1 < n.pool.size() && n.pool[j + 1] == n.pool[j] + 1) ++j;
+        pool += (pool.empty() ? "" : ",") + format_ipv4(n.pool[i]) + (j > i ? "-" + format_ipv4(n.pool[j]) : "");
+        i = j + 1;
+    }
+    return "deterministic=" + format_ipv4(n.deterministic_prefix) + "/" + std::to_string(n.deterministic_len) +
+           " pool=" + pool + " ports=" + std::to_string(n.ports.first) + "-" + std::to_string(n.ports.last) +
+           " workers=" + std::to_string(n.workers) + " ports_per_host=" + std::to_string(map.ports_per_host());
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -115,6 +135,7 @@ int main(int argc, char** argv)
         die(e.what(), 2);
     }
     const unsigned workers = config.nat.workers;
+    if (config.nat.deterministic) config.log.start_note = deterministic_note(config);
     // The mapping log opens first: a path it cannot write is a start-up error.
     std::unique_ptr<MappingLog> mapping_log;
     try {

@@ -147,7 +147,7 @@ MappingLog::MappingLog(const MappingLogConfig& config) : config_(config)
         openlog("ephemera", LOG_PID, LOG_DAEMON);
         syslog_ = true;
     }
-    if (file_ || syslog_) marker("start");
+    if (file_ || syslog_) marker("start", config_.start_note);
     flush();
 }
 
@@ -180,10 +180,11 @@ void MappingLog::open_file()
 
 void MappingLog::reopen() { open_file(); }
 
-void MappingLog::marker(const char* what)
+void MappingLog::marker(const char* what, const std::string& note)
 {
     const uint64_t now = wall_ms();
-    write_line(std::to_string(now) + " " + what + " pid=" + std::to_string(getpid()), now);
+    write_line(std::to_string(now) + " " + what + " pid=" + std::to_string(getpid()) + (note.empty() ? "" : " " + note),
+               now);
 }
 
 void MappingLog::write_line(const std::string& line, uint64_t time_ms)

@@ -101,7 +101,7 @@ public:
 private:
     void write_line(const std::string& line_without_iso, uint64_t time_ms);
     void open_file();
-    void marker(const char* what); // the start and stop lines
+    void marker(const char* what, const std::string& note = ""); // the start and stop lines
 
     MappingLogConfig config_;
     std::FILE* file_ = nullptr;

@@ -868,6 +868,36 @@ TEST(WhoHeld, RestartEndsOpenMappings)
     EXPECT_EQ(m[0].to_ms, 2000u);
 }
 
+TEST(WhoHeld, Rfc7422_StartLineCarriesTheDeterministicMappingAndStillEndsOpenMappings)
+{
+    TempDir dir;
+    MappingLogConfig cfg;
+    cfg.file = dir.file("map.log");
+    cfg.start_note = "deterministic=100.64.0.0/22 pool=198.51.100.0-198.51.100.15 ports=49152-65535 workers=2 "
+                     "ports_per_host=256";
+    const uint64_t t = wall_ms();
+    {
+        MappingLogConfig plain;
+        plain.file = cfg.file;
+        MappingLog before(plain); // a daemon without the note, with one mapping
+        before.record(event(t, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort));
+    }
+    {
+        MappingLog deterministic(cfg); // restarted in deterministic mode
+    }
+    std::ifstream in(cfg.file);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    const auto start = std::find_if(lines.rbegin(), lines.rend(), [](const std::string& l) {
+        return l.find(" start pid=") != std::string::npos;
+    });
+    ASSERT_NE(start, lines.rend());
+    EXPECT_TRUE(start->ends_with(" " + cfg.start_note)) << *start;
+    const auto m = who_held(cfg.file, kExt, kPort, t);
+    ASSERT_EQ(m.size(), 1u);
+    EXPECT_NE(m[0].to_ms, 0u) << "ended by the first daemon's stop, whatever the next start line says";
+}
+
 TEST(WhoHeld, ReadsWhatMappingLogWrote)
 {
     TempDir dir;

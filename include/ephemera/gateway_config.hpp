@@ -34,6 +34,10 @@ struct MappingLogConfig {
     uint32_t ipfix_domain = 1;   // observation domain id
     bool destinations = false;   // RFC 6888 REQ-12: off by default
     uint32_t ring = 65536;       // events queued per worker before they are counted lost
+    // Appended to the log's start line by the daemon (not a config key): in
+    // deterministic mode the mapping in force, so that the log keeps the
+    // configuration's history that RFC 7422 answers "who held it" from.
+    std::string start_note;
 };
 
 struct MetricsConfig {

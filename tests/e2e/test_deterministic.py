@@ -2,7 +2,7 @@
 two workers: every subscriber of nat.deterministic leaves from the pool address and the range of
 ports that the configuration alone computes, whichever worker owns it; `ephemeractl who
 POOLADDR:PORT --config FILE` names the subscriber from the configuration; the mapping log gets
-no line per mapping or block.
+no line per mapping or block, only the mapping in force on its start line.
 
 The same lab carries jumbo frames on the inside (JumboInside): an 8000-byte datagram crosses
 from the 9000-byte inside link to the 1500-byte outside and back.
@@ -167,7 +167,11 @@ class Deterministic(unittest.TestCase):
         log = tomllib.loads(L.lab().config.read_text())["log"]["file"]
         time.sleep(1.5)  # the control plane writes the log every few hundred ms
         lines = open(log, errors="replace").read().splitlines()
-        self.assertTrue(lines and "start" in lines[0], f"the log is written: {lines[:3]}")
+        starts = [l for l in lines if " start pid=" in l]
+        self.assertTrue(starts, f"the log is written: {lines[:3]}")
+        self.assertTrue(starts[-1].endswith(
+            " deterministic=100.64.0.0/24 pool=198.51.100.0-198.51.100.15 ports=49152-65535 workers=2 "
+            "ports_per_host=1024"), f"the start line records the mapping in force: {starts[-1]}")
         flows = [l for l in lines if SUBSCRIBERS[3] in l]
         self.assertEqual([], flows, "deterministic mappings are not logged one by one")
 
