@@ -91,6 +91,9 @@ void validate(const NatConfig& c)
         if (c.max_blocks_per_subscriber == 0 || c.max_blocks_per_subscriber > 1024)
             fail("max_blocks_per_subscriber", std::to_string(c.max_blocks_per_subscriber), "expected 1-1024");
     }
+    if (c.port_preservation && (c.port_block_size != 0 || c.deterministic))
+        fail("port_preservation", "true",
+             "cannot be combined with port_block_size or deterministic (their ports come from blocks)");
     if (c.deterministic) {
         if (c.port_block_size != 0)
             fail("port_block_size", std::to_string(c.port_block_size),

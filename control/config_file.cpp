@@ -221,6 +221,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         if (auto f = r.get<std::string>("nat", "filtering", "a string"))
             n.filtering = under_key("nat.filtering", *f, [&] { return parse_filtering_mode(*f); });
         if (auto v = r.get<bool>("nat", "port_parity", "true or false")) n.port_parity = *v;
+        if (auto v = r.get<bool>("nat", "port_preservation", "true or false")) n.port_preservation = *v;
         if (auto v = r.get<bool>("nat", "randomize_ports", "true or false")) n.randomize_ports = *v;
         // Ports hard to guess (RFC 6888 REQ-15, RFC 7857 §9): a fresh shuffle at
         // every start unless the operator pins it.

@@ -345,6 +345,7 @@ int cmd_config(const char*, const char*, rte_tel_data* d)
     s("nat_ports", std::to_string(c.nat.ports.first) + "-" + std::to_string(c.nat.ports.last));
     s("nat_filtering", to_string(c.nat.filtering));
     rte_tel_data_add_dict_u64(d, "nat_port_parity", c.nat.port_parity);
+    rte_tel_data_add_dict_u64(d, "nat_port_preservation", c.nat.port_preservation);
     rte_tel_data_add_dict_u64(d, "nat_max_mappings", c.nat.max_mappings);
     rte_tel_data_add_dict_u64(d, "nat_max_sessions_per_mapping", c.nat.max_sessions_per_mapping);
     rte_tel_data_add_dict_u64(d, "dataplane_workers", c.nat.workers);

@@ -61,6 +61,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         nat.sessions_created += s.sessions_created;
         nat.sessions_released += s.sessions_released;
         nat.parity_fallbacks += s.parity_fallbacks;
+        nat.ports_preserved += s.ports_preserved;
         nat.events_lost += s.events_lost;
         const GatewayCounters& c = w->counters();
         for (unsigned p = 0; p < 2; ++p) {
@@ -139,6 +140,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"local_dropped", gw.local_dropped},
         {"mappings_expired", gw.mappings_expired},
         {"parity_fallbacks", nat.parity_fallbacks},
+        {"ports_preserved", nat.ports_preserved},
         {"events_lost", nat.events_lost},
         {"log", log_counters(workers)},
         {"nic", nic_counters(workers)},

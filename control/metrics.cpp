@@ -69,6 +69,8 @@ const std::vector<Family>& families()
         {"ephemera_sessions_released_total", "counter", "sessions_released", {"protocol"}, "Sessions released."},
         {"ephemera_port_parity_fallbacks_total", "counter", "parity_fallbacks", {"protocol"},
          "Ports allocated with the other parity because none of the wanted parity was free."},
+        {"ephemera_ports_preserved_total", "counter", "ports_preserved", {},
+         "Mappings that kept the inside source port (nat.port_preservation)."},
         {"ephemera_mapping_events_lost_total", "counter", "events_lost", {"worker"},
          "Mapping log events dropped because the log ring was full."},
         {"ephemera_mapping_log_events_total", "counter", "log.events", {},

@@ -26,9 +26,31 @@ PortFifo::PortFifo(uint32_t capacity) : ports_(capacity), released_at_(capacity)
 
 void PortFifo::push_initial(uint16_t port)
 {
+    if (pos_.size()) pos_[uint16_t(port - base_)] = tail_;
     ports_[index(tail_)] = port;
     ++tail_;
     qhead_ = tail_;
+}
+
+void PortFifo::track_positions(uint16_t base, uint32_t span)
+{
+    base_ = base;
+    pos_ = DpdkArray<uint32_t>(span);
+    for (uint32_t p = head_; p != tail_; ++p) pos_[uint16_t(ports_[index(p)] - base_)] = p;
+}
+
+bool PortFifo::take(uint16_t port)
+{
+    const uint32_t p = pos_[uint16_t(port - base_)];
+    // Free: inside [head, qhead) and really there (a port in use is in no slot;
+    // its remembered position may hold another port by now).
+    if (p - head_ >= qhead_ - head_ || ports_[index(p)] != port) return false;
+    const uint16_t oldest = ports_[index(head_)];
+    ports_[index(p)] = oldest;
+    released_at_[index(p)] = released_at_[index(head_)];
+    pos_[uint16_t(oldest - base_)] = p;
+    ++head_;
+    return true;
 }
 
 bool PortFifo::pop(uint16_t& port)
@@ -41,6 +63,7 @@ bool PortFifo::pop(uint16_t& port)
 
 void PortFifo::release(uint16_t port, Tick now)
 {
+    if (pos_.size()) pos_[uint16_t(port - base_)] = tail_;
     const uint32_t i = index(tail_);
     ports_[i] = port;
     released_at_[i] = now;
@@ -56,8 +79,9 @@ void PortFifo::promote(Tick now, Tick quarantine)
     while (qhead_ != tail_ && now - released_at_[index(qhead_)] >= wait) ++qhead_;
 }
 
-PortPartition::PortPartition(uint16_t first, uint32_t size, bool parity, bool shuffle, uint64_t seed, bool with_fifo)
-    : mapping_(size), first_(first), size_(size), parity_(parity)
+PortPartition::PortPartition(uint16_t first, uint32_t size, bool parity, bool shuffle, uint64_t seed, bool with_fifo,
+                             bool preserve)
+    : mapping_(size), first_(first), size_(size), parity_(parity), preserve_(preserve && with_fifo)
 {
     for (uint32_t i = 0; i < size; ++i) mapping_[i] = kNoMapping;
     if (!with_fifo) return;
@@ -72,7 +96,18 @@ PortPartition::PortPartition(uint16_t first, uint32_t size, bool parity, bool sh
     } else {
         fifo_[0] = PortFifo(size);
     }
+    if (preserve_)
+        for (PortFifo& f : fifo_)
+            if (f.capacity()) f.track_positions(first, size);
     for (uint16_t p : order) fifo_for(p).push_initial(p);
+}
+
+bool PortPartition::take(Tick now, Tick quarantine, uint16_t port)
+{
+    if (!preserve_ || !owns(port)) return false;
+    PortFifo& f = fifo_for(port);
+    f.promote(now, quarantine);
+    return f.take(port);
 }
 
 bool PortPartition::allocate(Tick now, Tick quarantine, uint16_t want_like, uint16_t& port, bool& parity_fallback)

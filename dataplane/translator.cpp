@@ -54,7 +54,7 @@ Translator::Translator(const NatConfig& config, const PortLayout& layout, unsign
             parts_.emplace_back(layout.first_of(worker), layout.size_of(worker), config.port_parity,
                                 config.randomize_ports,
                                 config.port_seed ^ (uint64_t(worker) << 48) ^ (uint64_t(l4) << 40) ^ p,
-                                /*with_fifo=*/blocks_ == nullptr);
+                                /*with_fifo=*/blocks_ == nullptr, config.port_preservation);
 }
 
 void Translator::set_outside_l2(const rte_ether_addr& src, const rte_ether_addr& next_hop)
@@ -93,9 +93,15 @@ bool Translator::allocate_port(const Parsed& p, unsigned pool_index, Tick now, u
                                Drop& why)
 {
     if (blocks_ == nullptr) {
+        PortPartition& part = partition(pool_index, p.space);
+        const uint16_t sport = rte_be_to_cpu_16(p.sport);
+        if (part.take(now, timeouts_.quarantine, sport)) { // port preservation, when on
+            port = sport;
+            ++stats_.ports_preserved;
+            return true;
+        }
         bool fallback = false;
-        if (!partition(pool_index, p.space).allocate(now, timeouts_.quarantine, rte_be_to_cpu_16(p.sport), port,
-                                                     fallback)) {
+        if (!part.allocate(now, timeouts_.quarantine, sport, port, fallback)) {
             why = Drop::PortsExhausted;
             return false;
         }

@@ -221,6 +221,14 @@ TEST(GatewayConfig, BadExclusionsNameTheKey)
     EXPECT_NE(error_of(kMinimal + "exclude = [\"198.51.100.0/24\"]\n").find("pool address"), std::string::npos);
 }
 
+TEST(GatewayConfig, PortPreservationIsReadAndOffByDefault)
+{
+    EXPECT_TRUE(parse_gateway_config(kMinimal + "port_preservation = true\n", "lab.toml").nat.port_preservation);
+    EXPECT_FALSE(parse_gateway_config(kMinimal, "lab.toml").nat.port_preservation);
+    EXPECT_NE(error_of(kMinimal + "port_preservation = true\nport_block_size = 8\n").find("port_preservation"),
+              std::string::npos);
+}
+
 TEST(GatewayConfig, DeterministicPrefixIsRead)
 {
     const GatewayConfig g = parse_gateway_config(kMinimal + "deterministic = \"100.64.0.0/22\"\n", "lab.toml");

@@ -325,5 +325,73 @@ TEST_F(PortAllocation, Rfc4787Req4_ParityFallsBackWhenOneParityIsExhausted)
     EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
 }
 
+// ------------------------------------------------------------------ port preservation
+
+NatConfig preserving()
+{
+    NatConfig c = small_config();
+    c.port_preservation = true;
+    return c;
+}
+
+TEST_F(PortAllocation, PortPreservation_TheInsidePortIsKeptWhenItIsFreeInThePartition)
+{
+    Nat nat(preserving());
+    EXPECT_EQ(nat.open_udp(kSub1, 50007), 50007);
+    EXPECT_EQ(nat.open_udp(kSub1, 50012), 50012);
+    EXPECT_EQ(nat.tr.stats().ports_preserved, 2u);
+    EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
+}
+
+TEST_F(PortAllocation, PortPreservation_OtherwiseTheFifoDecides)
+{
+    Nat nat(preserving());
+    EXPECT_EQ(nat.open_udp(kSub1, 40000), kFirst) << "outside the partition: the oldest free port";
+    EXPECT_EQ(nat.open_udp(kSub1, 50001), 50001);
+    EXPECT_EQ(nat.open_udp(kSub2, 50001), kFirst + 2) << "RFC 4787 REQ-3: held by another, never shared";
+    EXPECT_EQ(nat.tr.stats().ports_preserved, 1u);
+    EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
+}
+
+TEST_F(PortAllocation, PortPreservation_Rfc6888Req8_AQuarantinedPortIsNotPreserved)
+{
+    Nat nat(preserving());
+    ASSERT_EQ(nat.open_udp(kSub1, 50009), 50009);
+    const Tick released = nat.now();
+    nat.tr.release_mapping(nat.mapping_of(kSub1, 50009, L4::Udp), released);
+    nat.set_time(last_quarantined(released, nat.cfg.timeouts.quarantine));
+    EXPECT_NE(nat.open_udp(kSub2, 50009), 50009) << "another subscriber within the quarantine";
+    nat.set_time(free_at(released, nat.cfg.timeouts.quarantine));
+    EXPECT_EQ(nat.open_udp(ip(100, 64, 0, 4), 50009), 50009) << "free again after it";
+    EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
+}
+
+TEST_F(PortAllocation, PortPreservation_EveryPortIsStillHandedOutOnce)
+{
+    // Preserved ports taken out of the middle of the FIFO: the rest still come
+    // out of it, each once, until the partition is exhausted.
+    Nat nat(preserving());
+    std::set<uint16_t> seen;
+    for (uint16_t x : {50003, 50015, 50000, 40000, 40001, 50010, 40002}) {
+        const uint16_t e = nat.open_udp(kSub1, x);
+        ASSERT_NE(e, 0);
+        EXPECT_TRUE(seen.insert(e).second) << e << " handed out twice";
+    }
+    while (seen.size() < kSize) {
+        const uint16_t e = nat.open_udp(kSub2, uint16_t(30000 + seen.size()));
+        ASSERT_NE(e, 0) << seen.size() << " ports out of " << kSize;
+        EXPECT_TRUE(seen.insert(e).second) << e << " handed out twice";
+    }
+    EXPECT_EQ(nat.open_udp(kSub2, 50011), 0) << "exhausted: nothing is preserved from a full partition";
+    EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));
+}
+
+TEST_F(PortAllocation, PortPreservation_CannotBeCombinedWithBlocks)
+{
+    NatConfig c = preserving();
+    c.port_block_size = 4;
+    EXPECT_THROW(ephemera::validate(c), ephemera::ConfigError);
+}
+
 } // namespace
 } // namespace ephtest

@@ -44,6 +44,7 @@ struct NatConfig {
     FilteringMode filtering = FilteringMode::EndpointIndependent;
     unsigned workers = 1;
     bool port_parity = false;          // RFC 4787 REQ-4
+    bool port_preservation = false;    // the inside source port itself, when free in the owner's partition
     bool randomize_ports = true;       // initial FIFO order shuffled (RFC 6056 spirit)
     uint64_t port_seed = 0x6570686d;   // seed of that shuffle: same seed, same order
     uint32_t max_mappings = 1u << 16;  // per worker

@@ -52,6 +52,13 @@ public:
 
     void push_initial(uint16_t port); // before first use: a free port
     bool pop(uint16_t& port);         // oldest free port
+    // Port preservation: remembers where each of the ports base..base+span-1
+    // sits in the ring, so that take() finds one without a search.
+    void track_positions(uint16_t base, uint32_t span);
+    // Takes `port` itself when it is free (not in use, not quarantined); the
+    // oldest free port moves into its place, so that one is handed out a
+    // little later than strict FIFO order. Needs track_positions().
+    bool take(uint16_t port);
     void release(uint16_t port, Tick now);
     void promote(Tick now, Tick quarantine); // ends quarantines that are over
 
@@ -65,6 +72,8 @@ private:
 
     DpdkArray<uint16_t> ports_;
     DpdkArray<Tick> released_at_;
+    DpdkArray<uint32_t> pos_; // [port - base_]: its ring position (port preservation only)
+    uint16_t base_ = 0;
     uint32_t capacity_ = 0;
     // Monotonic positions; the ring index is position % capacity. 2^32 wraps
     // are harmless because only differences are used.
@@ -79,7 +88,10 @@ public:
     PortPartition() = default;
     // with_fifo = false: the index only (port-block mode hands ports out of
     // PortBlocks; a FIFO here would be 10 unused bytes per port).
-    PortPartition(uint16_t first, uint32_t size, bool parity, bool shuffle, uint64_t seed, bool with_fifo = true);
+    // preserve: take() may hand out a requested port (port preservation),
+    // at 4 more bytes per port.
+    PortPartition(uint16_t first, uint32_t size, bool parity, bool shuffle, uint64_t seed, bool with_fifo = true,
+                  bool preserve = false);
 
     // Hands out the oldest free port, of the same parity as want_like when
     // parity is preserved (falling back to the other parity, reported through
@@ -87,6 +99,8 @@ public:
     // the drop; a live port is never reused.
     bool allocate(Tick now, Tick quarantine, uint16_t want_like, uint16_t& port, bool& parity_fallback);
     void release(uint16_t port, Tick now);
+    // Port preservation: `port` itself, if it is this partition's and free.
+    bool take(Tick now, Tick quarantine, uint16_t port);
 
     bool owns(uint16_t port) const { return uint32_t(uint16_t(port - first_)) < size_; }
     uint32_t& mapping_of(uint16_t port) { return mapping_[uint16_t(port - first_)]; }
@@ -98,7 +112,8 @@ public:
     bool has_fifo() const { return fifo_[0].capacity() + fifo_[1].capacity() != 0; }
     size_t memory_bytes() const
     {
-        return size_ * (sizeof(uint32_t) + (has_fifo() ? sizeof(uint16_t) + sizeof(Tick) : 0));
+        return size_ * (sizeof(uint32_t) + (has_fifo() ? sizeof(uint16_t) + sizeof(Tick) : 0) +
+                        (preserve_ ? sizeof(uint32_t) : 0));
     }
     void promote(Tick now, Tick quarantine);
     uint32_t free_count() const;
@@ -113,6 +128,7 @@ private:
     uint16_t first_ = 0;
     uint32_t size_ = 0;
     bool parity_ = false;
+    bool preserve_ = false;
 };
 
 } // namespace ephemera

@@ -39,6 +39,7 @@ struct alignas(64) WorkerStats {
     uint64_t sessions_created = 0;
     uint64_t sessions_released = 0;
     uint64_t parity_fallbacks = 0; // port of the wanted parity was not available
+    uint64_t ports_preserved = 0;  // mappings that kept the inside source port (nat.port_preservation)
     uint64_t events_lost = 0;      // mapping log ring full: event dropped, never waited for
 
     uint64_t dropped(Dir d) const
