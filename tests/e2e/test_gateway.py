@@ -674,7 +674,53 @@ class ExcludedDestination(unittest.TestCase):
             self.assertEqual((b"back " + sub.encode(), (self.SERVER, 47600)), client.recvfrom(100), sub)
 
 
-ORDER = [UnsolicitedInbound, IcmpEcho, HttpThroughGateway, IcmpErrors, Iperf3, ManySubscribers,
+class PortPreservation(unittest.TestCase):
+    """`nat.port_preservation = true` (run_e2e.py's GATEWAY_CONFIG): a UDP flow keeps its inside
+    source port when that port lies in the share of the range that the subscriber's worker owns
+    and is free; a source port in another worker's share cannot be kept (its return traffic would
+    be steered to that worker), so it gets a port of the owner's share. Each of the W shares is
+    tried with three source ports: exactly one share keeps them, whichever worker the subscriber
+    hashes to. Early in the suite, so that the ports tried are not held by earlier flows."""
+
+    def shares(self) -> list[tuple[int, int]]:
+        first, last = L.lab().ports
+        workers = L.lab().workers
+        size = last - first + 1
+        base, extra = divmod(size, workers)
+        out, start = [], first
+        for w in range(workers):
+            n = base + (1 if w < extra else 0)
+            out.append((start, start + n - 1))
+            start += n
+        return out
+
+    def test_inside_port_kept_when_free_in_the_owners_share_of_the_range(self):
+        lab = L.lab()
+        if lab.gateway != "ephemera":
+            self.skipTest("ephemera's option")
+        server = _udp_socket(NS_OUT, OUT_IP, 47600, 1)
+        self.addCleanup(server.close)
+        shares = self.shares()
+        kept = []
+        for w, (lo, hi) in enumerate(shares):
+            for k, sport in enumerate((lo + 101, (lo + hi) // 2 + 7, hi - 53)):
+                client = _udp_socket(NS_IN, IN_IP, sport, 1)
+                self.addCleanup(client.close)
+                got = L.send_until_received(client, b"keep", (OUT_IP, 47600), server)
+                self.assertIsNotNone(got, f"nothing from {IN_IP}:{sport} reached the server")
+                port = got[1][1]
+                self.assertTrue(lab.in_port_range(port), port)
+                if port == sport:
+                    kept.append((w, sport))
+                else:
+                    owner = next(i for i, (a, b) in enumerate(shares) if a <= port <= b)
+                    self.assertNotEqual(w, owner, f"{sport} is free in the owner's share but left as {port}")
+        self.assertEqual(3, len(kept), f"kept: {kept} of the shares {shares}")
+        self.assertEqual(1, len({w for w, _ in kept}), f"kept in more than one worker's share: {kept}")
+        note(f"port preservation: {IN_IP} kept its source ports in worker {kept[0][0]}'s share {shares[kept[0][0]]}")
+
+
+ORDER = [UnsolicitedInbound, PortPreservation, IcmpEcho, HttpThroughGateway, IcmpErrors, Iperf3, ManySubscribers,
          Hairpinning, FragmentedDatagrams, ExcludedDestination, ControlClient, GatewayCounters]
 
 
