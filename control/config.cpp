@@ -138,8 +138,7 @@ std::vector<uint32_t> parse_ipv4_prefix(const std::string& text)
     if (ec != std::errc{} || end != len_text.data() + len_text.size() || len > 32 || len_text.empty())
         fail("prefix", "\"" + text + "\"", "prefix length must be 0-32");
     if (len < 16) fail("prefix", "\"" + text + "\"", "prefixes shorter than /16 are not accepted as a pool");
-    const uint32_t mask = len == 0 ? 0 : ~uint32_t(0) << (32 - len);
-    if ((base & ~mask) != 0) fail("prefix", "\"" + text + "\"", "host bits set after the prefix length");
+    if ((base & ~prefix_mask(len)) != 0) fail("prefix", "\"" + text + "\"", "host bits set after the prefix length");
     std::vector<uint32_t> out;
     const uint64_t count = uint64_t(1) << (32 - len);
     out.reserve(count);

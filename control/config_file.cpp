@@ -128,6 +128,14 @@ std::pair<uint32_t, unsigned> parse_cidr(const std::string& key, const std::stri
     return {addr, len};
 }
 
+// A network prefix under `key`: as parse_cidr, and no host bits set.
+std::pair<uint32_t, unsigned> parse_prefix(const std::string& key, const std::string& text, unsigned min_len)
+{
+    const auto [addr, len] = parse_cidr(key, text, min_len, 32);
+    if (addr & ~prefix_mask(len)) Reader::fail(key, "\"" + text + "\"", "host bits set: not a prefix");
+    return {addr, len};
+}
+
 Interface read_interface(Reader& r, const std::string& section)
 {
     Interface itf;
@@ -193,7 +201,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         auto hop = r.get<std::string>("outside", "next_hop", "a string");
         if (!hop) Reader::fail("outside.next_hop", "missing: the outside router's address");
         g.next_hop = under_key("outside.next_hop", *hop, [&] { return parse_ipv4(*hop); });
-        const uint32_t out_mask = ~uint32_t(0) << (32 - g.outside.prefix_len);
+        const uint32_t out_mask = prefix_mask(g.outside.prefix_len);
         if ((g.next_hop & out_mask) != (g.outside.address & out_mask))
             Reader::fail("outside.next_hop", *hop, "not on the outside subnet " + format_ipv4(g.outside.address) + "/" +
                                                        std::to_string(g.outside.prefix_len));
@@ -236,9 +244,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         if (auto v = r.number("nat", "max_blocks_per_subscriber", 1, 1024)) n.max_blocks_per_subscriber = uint32_t(*v);
         if (auto v = r.number("nat", "max_static_mappings", 1, 65536)) n.max_static_mappings = uint32_t(*v);
         if (auto d = r.get<std::string>("nat", "deterministic", "a string like \"100.64.0.0/22\"")) {
-            const auto [addr, len] = parse_cidr("nat.deterministic", *d, 8, 32);
-            const uint32_t mask = len == 32 ? ~0u : ~(~0u >> len);
-            if (addr & ~mask) Reader::fail("nat.deterministic", "\"" + *d + "\"", "host bits set: not a prefix");
+            const auto [addr, len] = parse_prefix("nat.deterministic", *d, 8);
             n.deterministic = true;
             n.deterministic_prefix = addr;
             n.deterministic_len = uint8_t(len);
@@ -247,11 +253,9 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         // Port forwards: checked in full when made at start (they need the pool,
         // the inside subnet and the range); the shape is checked here.
         for (const std::string& text : r.strings("nat", "exclude")) {
-            const auto [addr, len] = parse_cidr("nat.exclude", text, 1, 32);
-            const uint32_t mask = ~uint32_t(0) << (32 - len);
-            if (addr & ~mask) Reader::fail("nat.exclude", "\"" + text + "\"", "host bits set: not a prefix");
+            const auto [addr, len] = parse_prefix("nat.exclude", text, 1);
             for (uint32_t a : n.pool)
-                if ((a & mask) == addr)
+                if ((a & prefix_mask(len)) == addr)
                     Reader::fail("nat.exclude", "\"" + text + "\"", "covers the pool address " + format_ipv4(a));
             g.exclude.emplace_back(addr, uint8_t(len));
         }

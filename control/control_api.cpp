@@ -77,8 +77,7 @@ bool parse_filters(const char* params, Query& q, std::string& why)
 // caller's to read and delete. False: abandoned, the worker will delete it.
 bool wait_for_answer(Query* q, std::chrono::steady_clock::time_point deadline)
 {
-    while (q->state.load(std::memory_order_acquire) == Query::Pending && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    wait_until_answered(*q, deadline);
     int expected = Query::Pending;
     return !q->state.compare_exchange_strong(expected, Query::Abandoned, std::memory_order_acq_rel);
 }
@@ -441,7 +440,7 @@ std::string add_static(const std::vector<std::string>& w, std::string& added, un
     }
     const GatewayConfig& c = *g_ctx.config;
     const uint32_t in_host = rte_be_to_cpu_32(s.in_addr);
-    const uint32_t mask = c.inside.prefix_len ? ~0u << (32 - c.inside.prefix_len) : 0;
+    const uint32_t mask = prefix_mask(c.inside.prefix_len);
     if ((in_host & mask) != (c.inside.address & mask) || in_host == c.inside.address)
         return ("inside " + w[1] + ": not a host on the inside subnet " + format_ipv4(c.inside.address) +
                                   "/" + std::to_string(c.inside.prefix_len) + " (its MAC is found by ARP there)");

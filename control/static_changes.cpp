@@ -1,7 +1,5 @@
 #include "static_changes.hpp"
 
-#include <thread>
-
 #include <rte_ring.h>
 
 #include "../dataplane/worker_query.hpp"
@@ -27,11 +25,6 @@ bool StaticChanges::post(uint32_t worker, Query* q)
         return false;
     }
     return true;
-}
-
-bool StaticChanges::answered(const Query* q) const
-{
-    return q->state.load(std::memory_order_acquire) != Query::Pending;
 }
 
 void StaticChanges::complete(const Flight& f)
@@ -78,10 +71,7 @@ StaticChanges::Status StaticChanges::remove(uint32_t slot)
 StaticChanges::Status StaticChanges::await(const Flight& f, Translator::StaticResult* result)
 {
     // Never abandoned: the query stays ours, whenever the worker answers.
-    const auto deadline = std::chrono::steady_clock::now() + wait_;
-    while (!answered(f.query) && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-    if (!answered(f.query)) {
+    if (!wait_until_answered(*f.query, std::chrono::steady_clock::now() + wait_)) {
         flight_.push_back(f);
         return Status::InFlight;
     }
@@ -95,7 +85,7 @@ void StaticChanges::settle(const Late& late)
 {
     for (size_t i = 0; i < flight_.size();) {
         const Flight f = flight_[i];
-        if (!answered(f.query)) {
+        if (!answered(*f.query)) {
             ++i;
             continue;
         }

@@ -60,7 +60,6 @@ private:
         Kind kind;
     };
     bool post(uint32_t worker, Query* q);
-    bool answered(const Query* q) const;
     Status await(const Flight& f, Translator::StaticResult* result);
     void complete(const Flight& f);
 

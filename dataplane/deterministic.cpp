@@ -12,8 +12,7 @@ DeterministicMap::DeterministicMap(uint32_t prefix, uint8_t prefix_len, uint32_t
 {
     const std::string key = "nat.deterministic = \"" + format_ipv4(prefix) + "/" + std::to_string(prefix_len) + "\"";
     if (prefix_len < 8 || prefix_len > 32) throw ConfigError(key + ": the prefix length must be 8-32");
-    const uint32_t mask = prefix_len == 32 ? ~0u : ~(~0u >> prefix_len);
-    if (prefix & ~mask) throw ConfigError(key + ": host bits set: not a prefix");
+    if (prefix & ~prefix_mask(prefix_len)) throw ConfigError(key + ": host bits set: not a prefix");
     if (pool_size == 0) throw ConfigError(key + ": the pool is empty");
     hosts_ = prefix_len == 32 ? 1 : 1u << (32 - prefix_len);
     pool_size_ = pool_size;

@@ -305,7 +305,7 @@ uint16_t Worker::route_excluded_out(rte_mbuf** pkts, uint16_t n)
         if (!next_hop_known_) {
             ++counters_.untranslated_dropped;
             rte_pktmbuf_free(m);
-        } else if (route_untranslated(m, kOutside, next_hop_mac_)) {
+        } else if (route_untranslated(m, l3, kOutside, next_hop_mac_)) {
             ++counters_.untranslated[unsigned(Dir::Out)];
         }
     }
@@ -322,7 +322,7 @@ uint16_t Worker::route_handed_in_untranslated(rte_mbuf** pkts, uint16_t n)
         const uint16_t l3 = steer::ipv4_offset(pkts[i]);
         if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(pkts[i], const rte_ipv4_hdr*, l3)->dst_addr) ==
                       Pool::kNotInPool)
-            route_in_untranslated(pkts[i]);
+            route_in_untranslated(pkts[i], l3);
         else
             pkts[k++] = pkts[i];
     }
@@ -331,24 +331,21 @@ uint16_t Worker::route_handed_in_untranslated(rte_mbuf** pkts, uint16_t n)
 
 // From an excluded source to an inside host: to the MAC that host last sent
 // from towards an excluded destination (this worker owns the host).
-void Worker::route_in_untranslated(rte_mbuf* m)
+void Worker::route_in_untranslated(rte_mbuf* m, uint16_t l3)
 {
-    const uint16_t l3 = steer::ipv4_offset(m);
-    const rte_ether_addr* mac =
-        l3 ? learned_->find(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr) : nullptr;
+    const rte_ether_addr* mac = learned_->find(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr);
     if (mac == nullptr) {
         ++counters_.untranslated_dropped;
         rte_pktmbuf_free(m);
-    } else if (route_untranslated(m, kInside, *mac)) {
+    } else if (route_untranslated(m, l3, kInside, *mac)) {
         ++counters_.untranslated[unsigned(Dir::In)];
     }
 }
 
 // Plain routing: new MACs, TTL decremented (its expiry was answered on
 // receipt), header checksum adjusted. False when m was dropped.
-bool Worker::route_untranslated(rte_mbuf* m, Port out, const rte_ether_addr& dst)
+bool Worker::route_untranslated(rte_mbuf* m, uint16_t l3, Port out, const rte_ether_addr& dst)
 {
-    const uint16_t l3 = steer::ipv4_offset(m);
     auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3);
     if (ip->time_to_live <= 1) {
         ++counters_.untranslated_dropped;
@@ -504,7 +501,7 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
                 // To an inside host, of a flow that was not translated: its owner knows its MAC.
                 if (too_big(m, l3, kOutside, tsc)) continue;
                 const unsigned owner = shared_.subscriber_worker(ip->dst_addr);
-                if (owner == id_) route_in_untranslated(m);
+                if (owner == id_) route_in_untranslated(m, l3);
                 else hand_off(Dir::In, owner, m);
                 continue;
             }

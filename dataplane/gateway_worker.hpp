@@ -80,7 +80,7 @@ struct GatewayShared {
     unsigned subscriber_worker(uint32_t subscriber_net) const
     {
         if (deterministic && deterministic->contains(rte_be_to_cpu_32(subscriber_net)))
-            return deterministic->slot_of(rte_be_to_cpu_32(subscriber_net)).worker;
+            return deterministic->worker_of(rte_be_to_cpu_32(subscriber_net));
         return inside_rss ? inside_rss->owner(subscriber_net) : steer::subscriber_owner(subscriber_net, workers);
     }
     // handoff[dir][from * workers + to]: single producer, single consumer.
@@ -138,9 +138,9 @@ private:
     rte_mbuf* reassemble(rte_mbuf* m, uint16_t l3, uint64_t tsc);
     bool whole_and_fits(rte_mbuf*& m, uint16_t l3, Port in, uint64_t tsc);
     uint16_t route_excluded_out(rte_mbuf** pkts, uint16_t n);
-    void route_in_untranslated(rte_mbuf* m);
+    void route_in_untranslated(rte_mbuf* m, uint16_t l3);
     uint16_t route_handed_in_untranslated(rte_mbuf** pkts, uint16_t n);
-    bool route_untranslated(rte_mbuf* m, Port out, const rte_ether_addr& dst);
+    bool route_untranslated(rte_mbuf* m, uint16_t l3, Port out, const rte_ether_addr& dst);
     void answer_icmp_error(const rte_mbuf* m, uint16_t l3, Port port, uint8_t type, uint8_t code, uint64_t tsc,
                            uint64_t& sent, uint16_t next_hop_mtu = 0);
     void learn_inside_neighbor(const rte_mbuf* m);

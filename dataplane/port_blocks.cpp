@@ -22,20 +22,22 @@ PortBlocks::PortBlocks(const Shape& s, unsigned worker, int socket)
       ring_(size_t(s.pools) * per_pool_ * kL4Count * s.block_size, socket),
       head_(size_t(s.pools) * per_pool_ * kL4Count, socket),
       count_(size_t(s.pools) * per_pool_ * kL4Count, socket),
-      held_(size_t(s.max_subscribers) * s.max_blocks, socket),
-      held_count_(s.max_subscribers, socket)
+      // Deterministic blocks are found by arithmetic: no subscriber table.
+      held_(s.fixed ? 0 : size_t(s.max_subscribers) * s.max_blocks, socket),
+      held_count_(s.fixed ? 0 : s.max_subscribers, socket),
+      fixed_(s.fixed)
 {
     if (per_pool_ == 0 || per_pool_ > 65536 || max_blocks_ == 0 || max_subscribers_ == 0)
         throw std::invalid_argument("port blocks: a block must fit the partition (" + std::to_string(s.partition) +
                                     " ports, blocks of " + std::to_string(s.block_size) + ")");
-    fixed_ = s.fixed;
     free_blocks_.reserve(s.pools);
     for (unsigned p = 0; p < s.pools; ++p) {
-        PortFifo& f = free_blocks_.emplace_back(per_pool_);
-        if (!fixed_) // deterministic blocks are never handed out from a queue
-            for (uint32_t b = 0; b < per_pool_; ++b) f.push_initial(uint16_t(b));
+        // Deterministic blocks are never handed out from a queue: an empty one.
+        PortFifo& f = free_blocks_.emplace_back(fixed_ ? 0 : per_pool_);
+        for (uint32_t b = 0; b < f.capacity(); ++b) f.push_initial(uint16_t(b));
     }
-    hash_ = create_address_hash("eph_blk", "port-block subscriber table", worker, s.max_subscribers, socket);
+    if (!fixed_)
+        hash_ = create_address_hash("eph_blk", "port-block subscriber table", worker, s.max_subscribers, socket);
 }
 
 PortBlocks::~PortBlocks() { rte_hash_free(hash_); }
@@ -139,6 +141,7 @@ bool PortBlocks::release(uint32_t block, L4 l4, uint16_t port, Tick now)
 
 uint32_t PortBlocks::blocks_of(uint32_t subscriber, uint32_t* out, uint32_t max) const
 {
+    if (hash_ == nullptr) return 0; // deterministic: DeterministicMap names the block
     const int32_t pos = rte_hash_lookup(hash_, &subscriber);
     if (pos < 0) return 0;
     const uint32_t n = held_count_[uint32_t(pos)];

@@ -1,10 +1,9 @@
 #include "ephemera/session_table.hpp"
 
-#include <cstring>
-#include <stdexcept>
-#include <string>
+#include "ephemera/address_hash.hpp"
 
-#include <rte_errno.h>
+#include <cstring>
+
 #include <rte_hash.h>
 #include <rte_hash_crc.h>
 
@@ -26,27 +25,10 @@ int equal_session_key(const void* a, const void* b, size_t)
     return std::memcmp(a, b, sizeof(SessionKey));
 }
 
-rte_hash* make_hash(const char* what, unsigned worker, uint32_t entries, uint32_t key_len, int socket,
-                    rte_hash_cmp_eq_t equal)
+rte_hash* make_hash(const char* prefix, const char* what, unsigned worker, uint32_t entries, uint32_t key_len,
+                    int socket, rte_hash_cmp_eq_t equal)
 {
-    // rte_hash names are global to the process; make each table's unique.
-    static unsigned serial = 0;
-    const std::string name = std::string(what) + std::to_string(worker) + "_" + std::to_string(serial++);
-    rte_hash_parameters p{};
-    p.name = name.c_str();
-    p.entries = entries;
-    p.key_len = key_len;
-    p.hash_func = rte_hash_crc;
-    p.hash_func_init_val = 0;
-    p.socket_id = socket;
-    // The extendable bucket table guarantees that `entries` keys always fit,
-    // so a full table is a count we decide, not a cuckoo failure by chance.
-    // Single writer (the owning worker): no locks, no RCU.
-    p.extra_flag = RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
-    rte_hash* h = rte_hash_create(&p);
-    if (h == nullptr)
-        throw std::runtime_error(std::string("cannot create ") + what + " table of " + std::to_string(entries) +
-                                 " entries: " + rte_strerror(rte_errno));
+    rte_hash* h = create_worker_hash(prefix, what, worker, entries, key_len, socket);
     rte_hash_set_cmp_func(h, equal);
     return h;
 }
@@ -56,9 +38,11 @@ rte_hash* make_hash(const char* what, unsigned worker, uint32_t entries, uint32_
 SessionTable::SessionTable(uint32_t max_mappings, uint32_t max_extra_sessions, unsigned worker, int socket)
     : mappings_(max_mappings, socket), extras_(max_extra_sessions, socket)
 {
-    mapping_hash_ = make_hash("eph_map", worker, max_mappings, sizeof(MappingKey), socket, equal_mapping_key);
+    mapping_hash_ =
+        make_hash("eph_map", "mapping table", worker, max_mappings, sizeof(MappingKey), socket, equal_mapping_key);
     try {
-        session_hash_ = make_hash("eph_ses", worker, max_extra_sessions, sizeof(SessionKey), socket, equal_session_key);
+        session_hash_ = make_hash("eph_ses", "session table", worker, max_extra_sessions, sizeof(SessionKey), socket,
+                                  equal_session_key);
     } catch (...) {
         rte_hash_free(mapping_hash_);
         throw;

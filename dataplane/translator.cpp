@@ -108,8 +108,7 @@ bool Translator::allocate_port(const Parsed& p, unsigned pool_index, Tick now, u
         stats_.parity_fallbacks += fallback;
         return true;
     }
-    if (det_) {
-        block = pool_index * blocks_->blocks_per_pool() + det_->slot_of(rte_be_to_cpu_32(p.src)).range;
+    if (det_) { // `block` is the host's, from pool_index_of()
         if (blocks_->allocate_fixed(p.src, block, p.space, port) == PortBlocks::Result::Ok) return true;
         why = Drop::SubscriberLimit; // every port of its range in use (RFC 7422: nothing beyond it)
         return false;
@@ -183,7 +182,7 @@ inline uint16_t remote_port_of(const Translator::Parsed&, L4 space, uint16_t por
 
 } // namespace
 
-bool Translator::pool_index_of(uint32_t subscriber_net, unsigned& pool_index, Drop& why) const
+bool Translator::pool_index_of(uint32_t subscriber_net, unsigned& pool_index, uint32_t& block, Drop& why) const
 {
     if (det_ == nullptr) {
         pool_index = pool_.paired_index(subscriber_net); // RFC 6888 REQ-2
@@ -200,6 +199,7 @@ bool Translator::pool_index_of(uint32_t subscriber_net, unsigned& pool_index, Dr
         return false;
     }
     pool_index = s.pool;
+    block = s.pool * blocks_->blocks_per_pool() + s.range;
     return true;
 }
 
@@ -227,10 +227,10 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
         return -1;
     }
     unsigned pool_index = 0;
-    if (!pool_index_of(p.src, pool_index, why)) return -1;
+    uint32_t block = 0;
+    if (!pool_index_of(p.src, pool_index, block, why)) return -1;
     PortPartition& part = partition(pool_index, p.space);
     uint16_t port = 0;
-    uint32_t block = 0;
     if (!allocate_port(p, pool_index, now, port, block, why)) return -1;
     const int32_t index = table_.add_mapping(key);
     if (index >= 0 && subscribers_ && !subscribers_->acquire(p.src)) {

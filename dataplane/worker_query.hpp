@@ -7,7 +7,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <thread>
 #include <vector>
 
 #include "ephemera/translator.hpp"
@@ -58,6 +60,18 @@ struct Query {
 
 // One slice of work on q by the worker owning `nat`. True when q is complete.
 bool answer_query_step(Translator& nat, Query& q, Tick now, uint32_t slice);
+
+// Control side: true once the worker has answered q (or q was abandoned).
+inline bool answered(const Query& q) { return q.state.load(std::memory_order_acquire) != Query::Pending; }
+
+// Control side: waits (polling) until q is answered or `deadline` passes;
+// true when answered. The query stays the asker's either way.
+inline bool wait_until_answered(const Query& q, std::chrono::steady_clock::time_point deadline)
+{
+    while (!answered(q) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    return answered(q);
+}
 
 // Worker side, after answer_query_step() returned true: publishes or frees.
 inline void finish_query(Query* q)

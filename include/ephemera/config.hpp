@@ -73,6 +73,9 @@ void validate_port_range(uint32_t first, uint32_t last);
 // Throws ConfigError for the first value that cannot be used.
 void validate(const NatConfig& config);
 
+// The netmask of a prefix length 0-32, host order.
+constexpr uint32_t prefix_mask(unsigned len) { return len == 0 ? 0 : ~uint32_t(0) << (32 - len); }
+
 // "198.51.100.7" -> host-order address; throws ConfigError naming the text.
 uint32_t parse_ipv4(const std::string& text);
 std::string format_ipv4(uint32_t host_order);

@@ -42,6 +42,8 @@ public:
     bool contains(uint32_t addr) const { return addr - prefix_ < hosts_; } // host order
     // Only for addresses contains() accepts.
     Slot slot_of(uint32_t addr) const;
+    // slot_of(addr).worker alone: inside steering asks it for every packet.
+    unsigned worker_of(uint32_t addr) const { return (addr - prefix_) % (workers_ * per_partition_) % workers_; }
     // The inside address (host order) that (pool address index, port) belongs
     // to; none for a port outside every range of this map.
     std::optional<uint32_t> host_of(unsigned pool, uint16_t port) const;

@@ -95,7 +95,7 @@ private:
     DpdkArray<uint32_t> held_;           // [position * max_blocks + i]
     DpdkArray<uint32_t> held_count_;     // [position]
     uint32_t subscribers_ = 0;
-    bool fixed_ = false;
+    bool fixed_ = false; // deterministic mode (Shape::fixed)
 };
 
 } // namespace ephemera

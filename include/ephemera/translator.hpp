@@ -130,8 +130,11 @@ private:
     bool static_neighbor(Mapping& map, uint32_t slot);
     void emit_block(MappingEventType type, uint32_t block, uint32_t subscriber);
     // The pool address a new mapping of `subscriber` takes: paired pooling's,
-    // or the deterministic map's; false (with why) when it may have none.
-    bool pool_index_of(uint32_t subscriber_net, unsigned& pool_index, Drop& why) const;
+    // or the deterministic map's (then `block` is the host's range too); false
+    // (with why) when it may have none.
+    bool pool_index_of(uint32_t subscriber_net, unsigned& pool_index, uint32_t& block, Drop& why) const;
+    // In deterministic mode `block` comes in as the host's; in port-block mode
+    // it goes out as the block the port came from.
     bool allocate_port(const Parsed& p, unsigned pool_index, Tick now, uint16_t& port, uint32_t& block, Drop& why);
     void release_port(uint32_t subscriber, unsigned pool_index, L4 l4, uint16_t port, uint32_t block, Tick now);
 
