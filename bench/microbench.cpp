@@ -384,8 +384,10 @@ void BM_RawForward(benchmark::State& state)
 }
 
 // The timed loop over established flows in a random order, shared by the
-// plain run and the run beside an expiry sweep.
-template <ephemera::Dir dir>
+// plain run and the run beside an expiry sweep. handed_over (inbound only):
+// each packet comes with the mapping index a receiving worker read for it
+// (untimed), as software handoff brings it to the owner.
+template <ephemera::Dir dir, bool handed_over = false>
 void run_established(benchmark::State& state, Established* e)
 {
     ephemera::Translator& nat = *e->nat->nat;
@@ -393,22 +395,26 @@ void run_established(benchmark::State& state, Established* e)
     const std::vector<uint32_t>& order = e->order;
     size_t cursor = 0;
     Burst b;
+    uint32_t carried[kBurst];
     BurstClock clock;
     for (auto _ : state) {
-        for (rte_mbuf* m : b.pkts) {
+        for (uint16_t i = 0; i < kBurst; ++i) {
             const uint32_t flow = order[cursor];
             if (++cursor == order.size()) cursor = 0;
             if constexpr (dir == ephemera::Dir::Out)
-                ephbench::write_inside(m, flow);
+                ephbench::write_inside(b.pkts[i], flow);
             else
-                ephbench::write_reply(m, e->ext_addr[flow], e->ext_port[flow]);
+                ephbench::write_reply(b.pkts[i], e->ext_addr[flow], e->ext_port[flow]);
+            if constexpr (handed_over)
+                carried[i] = nat.mapping_seen_by_other_worker(e->ext_addr[flow], rte_be_to_cpu_16(e->ext_port[flow]),
+                                                              ephemera::L4::Udp);
         }
         const uint64_t t0 = tsc_now();
         uint16_t sent;
         if constexpr (dir == ephemera::Dir::Out)
             sent = nat.outbound(b.pkts, kBurst, kNow);
         else
-            sent = nat.inbound(b.pkts, kBurst, kNow);
+            sent = nat.inbound(b.pkts, kBurst, kNow, handed_over ? carried : nullptr);
         const uint64_t t1 = tsc_now();
         if (sent != kBurst) {
             b.lost_after(sent);
@@ -427,7 +433,7 @@ void run_established(benchmark::State& state, Established* e)
     clock.report(state);
 }
 
-template <ephemera::Dir dir>
+template <ephemera::Dir dir, bool handed_over = false>
 void BM_Established(benchmark::State& state)
 {
     Established* e = established(uint32_t(state.range(0)), g_error);
@@ -435,7 +441,7 @@ void BM_Established(benchmark::State& state)
         fail(state);
         return;
     }
-    run_established<dir>(state, e);
+    run_established<dir, handed_over>(state, e);
     state.counters["setup_s"] = e->setup_seconds;
     state.counters["nat_MiB"] = double(e->nat->nat->memory_bytes()) / (1 << 20);
 }
@@ -754,6 +760,10 @@ int main(int argc, char** argv)
             ->Arg(sessions)
             ->UseManualTime();
         benchmark::RegisterBenchmark("BM_EstablishedOutToIn", BM_Established<ephemera::Dir::In>)
+            ->Arg(sessions)
+            ->UseManualTime();
+        // The owner's side of a software handoff that carried the mapping index.
+        benchmark::RegisterBenchmark("BM_HandedOverOutToIn", BM_Established<ephemera::Dir::In, true>)
             ->Arg(sessions)
             ->UseManualTime();
         benchmark::RegisterBenchmark("BM_MappingLookup", BM_MappingLookup)->Arg(sessions)->UseManualTime();

@@ -63,6 +63,8 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         nat.parity_fallbacks += s.parity_fallbacks;
         nat.ports_preserved += s.ports_preserved;
         nat.events_lost += s.events_lost;
+        nat.carried_used += s.carried_used;
+        nat.carried_stale += s.carried_stale;
         const GatewayCounters& c = w->counters();
         for (unsigned p = 0; p < 2; ++p) {
             gw.rx[p] += c.rx[p];
@@ -117,6 +119,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"sessions_released", nat.sessions_released},
         {"handoff", {{"out", gw.handed_off[0]}, {"in", gw.handed_off[1]}}},
         {"handoff_full", {{"out", gw.handoff_full[0]}, {"in", gw.handoff_full[1]}}},
+        {"handoff_index", {{"used", nat.carried_used}, {"stale", nat.carried_stale}}},
         {"hairpinned", gw.hairpinned},
         {"arp_replies", gw.arp_replies},
         {"arp_requests_sent", gw.arp_requests_sent},

@@ -72,8 +72,15 @@ void write_stats(const std::string& path, const nlohmann::json& stats)
 // Frees what is left in a ring (handoff or control) at shutdown.
 void drain_ring(rte_ring* r)
 {
-    void* m;
+    void* m = nullptr;
     while (rte_ring_dequeue(r, &m) == 0) rte_pktmbuf_free(static_cast<rte_mbuf*>(m));
+    rte_ring_free(r);
+}
+
+void drain_handoff_ring(rte_ring* r)
+{
+    Handoff h{};
+    while (rte_ring_dequeue_elem(r, &h, sizeof(h)) == 0) rte_pktmbuf_free(h.m);
     rte_ring_free(r);
 }
 
@@ -277,8 +284,8 @@ int main(int argc, char** argv)
                 const std::string name = "eph_ho" + std::to_string(d) + "_" + std::to_string(i);
                 rte_ring* r = nullptr;
                 if (i / workers != i % workers &&
-                    (r = rte_ring_create(name.c_str(), ring, int(rte_socket_id()), RING_F_SP_ENQ | RING_F_SC_DEQ)) ==
-                        nullptr)
+                    (r = rte_ring_create_elem(name.c_str(), sizeof(Handoff), ring, int(rte_socket_id()),
+                                              RING_F_SP_ENQ | RING_F_SC_DEQ)) == nullptr)
                     die("cannot create handoff ring " + name + ": " + rte_strerror(rte_errno));
                 shared.handoff[d].push_back(r);
             }
@@ -314,7 +321,10 @@ int main(int argc, char** argv)
 
         std::vector<std::unique_ptr<Worker>> pool_of_workers;
         try {
-            for (unsigned w = 0; w < workers; ++w) pool_of_workers.push_back(std::make_unique<Worker>(shared, w));
+            for (unsigned w = 0; w < workers; ++w) {
+                pool_of_workers.push_back(std::make_unique<Worker>(shared, w));
+                shared.translators.push_back(&pool_of_workers.back()->translator());
+            }
         } catch (const std::exception& e) {
             die(std::string("cannot set up the workers: ") + e.what() + " (lower nat.max_mappings?)");
         }
@@ -420,7 +430,7 @@ int main(int argc, char** argv)
 
         for (unsigned d = 0; d < 2; ++d)
             for (rte_ring* r : shared.handoff[d])
-                if (r) drain_ring(r);
+                if (r) drain_handoff_ring(r);
         drain_ring(shared.control);
         drain_ring(shared.control_inside);
         for (rte_ring* r : shared.expiry) rte_ring_free(r);

@@ -89,6 +89,8 @@ const std::vector<Family>& families()
          "Packets handed off to the worker owning their flow, by direction."},
         {"ephemera_handoff_full_drops_total", "counter", "handoff_full", {"direction"},
          "Packets dropped because the owning worker's handoff ring was full, by direction."},
+        {"ephemera_handoff_index_total", "counter", "handoff_index", {"result"},
+         "Inbound handoffs by what became of the mapping index they carried: used, or stale (looked up again)."},
         {"ephemera_hairpinned_total", "counter", "hairpinned", {},
          "Packets from the inside to a pool address, sent back to the inside."},
         {"ephemera_arp_replies_total", "counter", "arp_replies", {}, "ARP replies sent."},

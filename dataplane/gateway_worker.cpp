@@ -259,33 +259,29 @@ bool Worker::local_or_expired(rte_mbuf* m, uint16_t l3, Port port, uint64_t tsc)
     return false;
 }
 
-void Worker::hand_off(Dir dir, unsigned owner, rte_mbuf* m)
+void Worker::hand_off(Dir dir, unsigned owner, rte_mbuf* m, uint32_t mapping)
 {
     Pending& p = pending_[unsigned(dir)][owner];
-    p.pkts[p.n++] = m;
-    if (p.n == kBurst) {
-        rte_ring* r = shared_.handoff[unsigned(dir)][id_ * shared_.workers + owner];
-        const unsigned sent = rte_ring_sp_enqueue_burst(r, reinterpret_cast<void**>(p.pkts), p.n, nullptr);
-        counters_.handed_off[unsigned(dir)] += sent;
-        counters_.handoff_full[unsigned(dir)] += p.n - sent;
-        rte_pktmbuf_free_bulk(p.pkts + sent, p.n - sent);
-        p.n = 0;
-    }
+    p.entries[p.n++] = Handoff{m, mapping, 0};
+    if (p.n == kBurst) send_handoffs(unsigned(dir), owner);
+}
+
+void Worker::send_handoffs(unsigned dir, unsigned owner)
+{
+    Pending& p = pending_[dir][owner];
+    rte_ring* r = shared_.handoff[dir][id_ * shared_.workers + owner];
+    const unsigned sent = rte_ring_sp_enqueue_burst_elem(r, p.entries, sizeof(Handoff), p.n, nullptr);
+    counters_.handed_off[dir] += sent;
+    counters_.handoff_full[dir] += p.n - sent;
+    for (unsigned i = sent; i < p.n; ++i) rte_pktmbuf_free(p.entries[i].m);
+    p.n = 0;
 }
 
 void Worker::flush_handoffs()
 {
     for (unsigned d = 0; d < 2; ++d)
-        for (unsigned w = 0; w < shared_.workers; ++w) {
-            Pending& p = pending_[d][w];
-            if (p.n == 0) continue;
-            rte_ring* r = shared_.handoff[d][id_ * shared_.workers + w];
-            const unsigned sent = rte_ring_sp_enqueue_burst(r, reinterpret_cast<void**>(p.pkts), p.n, nullptr);
-            counters_.handed_off[d] += sent;
-            counters_.handoff_full[d] += p.n - sent;
-            rte_pktmbuf_free_bulk(p.pkts + sent, p.n - sent);
-            p.n = 0;
-        }
+        for (unsigned w = 0; w < shared_.workers; ++w)
+            if (pending_[d][w].n != 0) send_handoffs(d, w);
 }
 
 // RFC 6888 REQ-6: packets to excluded destinations leave untranslated (the
@@ -315,16 +311,18 @@ uint16_t Worker::route_excluded_out(rte_mbuf** pkts, uint16_t n)
 // Handed-off inbound packets addressed to an inside host rather than a pool
 // address are of an excluded flow (poll_outside let only those through):
 // routed in; returns how many of pkts remain for translation, in order.
-uint16_t Worker::route_handed_in_untranslated(rte_mbuf** pkts, uint16_t n)
+uint16_t Worker::route_handed_in_untranslated(rte_mbuf** pkts, uint32_t* carried, uint16_t n)
 {
     uint16_t k = 0;
     for (uint16_t i = 0; i < n; ++i) {
         const uint16_t l3 = steer::ipv4_offset(pkts[i]);
         if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(pkts[i], const rte_ipv4_hdr*, l3)->dst_addr) ==
-                      Pool::kNotInPool)
+                      Pool::kNotInPool) {
             route_in_untranslated(pkts[i], l3);
-        else
+        } else {
+            carried[k] = carried[i];
             pkts[k++] = pkts[i];
+        }
     }
     return k;
 }
@@ -399,9 +397,9 @@ void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
     }
 }
 
-void Worker::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
+void Worker::inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried)
 {
-    const uint16_t done = nat_.inbound(pkts, n, now);
+    const uint16_t done = nat_.inbound(pkts, n, now, carried);
     for (uint16_t i = 0; i < done; ++i) send(kInside, pkts[i]);
 }
 
@@ -414,22 +412,28 @@ void Worker::steer_inbound(rte_mbuf** pkts, uint16_t n, Tick now)
         rte_mbuf* m = pkts[i];
         const uint16_t l3 = steer::ipv4_offset(m);
         unsigned owner = id_;
+        uint32_t mapping = kNoMapping;
         if (l3) {
             const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
-            const int port = steer::external_port_of(data, l3, m->data_len);
+            const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(data + l3);
+            bool quoted = false;
+            const int port = steer::external_port_of(data, l3, m->data_len, &quoted);
+            L4 l4 = L4::Udp;
+            const bool known_l4 = l4_from_ip_proto(ip->next_proto_id, l4);
             if (port >= 0 && shared_.layout->in_range(uint16_t(port))) {
                 owner = shared_.layout->owner_of(uint16_t(port));
-            } else if (port >= 0 && shared_.statics != nullptr) { // a port forward, maybe
-                const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(data + l3);
-                L4 l4;
-                if (l4_from_ip_proto(ip->next_proto_id, l4) && l4 != L4::Icmp) {
-                    const int32_t s = shared_.statics->find(ip->dst_addr, uint16_t(port), l4);
-                    if (s >= 0) owner = shared_.statics->slot(uint32_t(s)).worker;
-                }
+                // The owner's partition names the mapping: read it here (design:
+                // the owner is spared the lookup); it checks the index before use.
+                if (owner != id_ && known_l4 && !quoted)
+                    mapping = shared_.translators[owner]->mapping_seen_by_other_worker(ip->dst_addr, uint16_t(port),
+                                                                                       l4);
+            } else if (port >= 0 && shared_.statics != nullptr && known_l4 && l4 != L4::Icmp) { // a port forward?
+                const int32_t s = shared_.statics->find(ip->dst_addr, uint16_t(port), l4);
+                if (s >= 0) owner = shared_.statics->slot(uint32_t(s)).worker;
             }
         }
         if (owner == id_) mine[k++] = m;
-        else hand_off(Dir::In, owner, m);
+        else hand_off(Dir::In, owner, m, mapping);
     }
     if (k) inbound(mine, k, now);
 }
@@ -518,16 +522,23 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
 void Worker::drain_handoff(Tick now)
 {
     rte_mbuf* pkts[kBurst];
+    uint32_t carried[kBurst];
+    Handoff entries[kBurst];
     for (unsigned from = 0; from < shared_.workers; ++from) {
         if (from == id_) continue;
         const unsigned slot = from * shared_.workers + id_;
-        unsigned n = rte_ring_sc_dequeue_burst(shared_.handoff[unsigned(Dir::Out)][slot],
-                                               reinterpret_cast<void**>(pkts), kBurst, nullptr);
+        unsigned n = rte_ring_sc_dequeue_burst_elem(shared_.handoff[unsigned(Dir::Out)][slot], entries,
+                                                    sizeof(Handoff), kBurst, nullptr);
+        for (unsigned i = 0; i < n; ++i) pkts[i] = entries[i].m;
         if (n) outbound(pkts, uint16_t(n), now);
-        n = rte_ring_sc_dequeue_burst(shared_.handoff[unsigned(Dir::In)][slot], reinterpret_cast<void**>(pkts),
-                                      kBurst, nullptr);
-        if (n && shared_.exclusions) n = route_handed_in_untranslated(pkts, uint16_t(n));
-        if (n) inbound(pkts, uint16_t(n), now);
+        n = rte_ring_sc_dequeue_burst_elem(shared_.handoff[unsigned(Dir::In)][slot], entries, sizeof(Handoff), kBurst,
+                                           nullptr);
+        for (unsigned i = 0; i < n; ++i) {
+            pkts[i] = entries[i].m;
+            carried[i] = entries[i].mapping;
+        }
+        if (n && shared_.exclusions) n = route_handed_in_untranslated(pkts, carried, uint16_t(n));
+        if (n) inbound(pkts, uint16_t(n), now, carried);
     }
     if (id_ == 0 && shared_.control_inside != nullptr) {
         const unsigned n =

@@ -57,6 +57,16 @@ struct alignas(64) GatewayCounters {
     uint64_t mappings_expired = 0;
 };
 
+// What a handoff ring carries: the packet and, for an outside packet, the
+// mapping index the receiving worker read from the owner's partition
+// (kNoMapping: none), so that the owner does not look it up again.
+struct Handoff {
+    rte_mbuf* m;
+    uint32_t mapping;
+    uint32_t pad;
+};
+static_assert(sizeof(Handoff) == 16); // rte_ring elements: a multiple of 4 bytes
+
 // Everything the workers share: read-only after start, except the atomics.
 struct GatewayShared {
     const GatewayConfig* config = nullptr;
@@ -83,8 +93,11 @@ struct GatewayShared {
             return deterministic->worker_of(rte_be_to_cpu_32(subscriber_net));
         return inside_rss ? inside_rss->owner(subscriber_net) : steer::subscriber_owner(subscriber_net, workers);
     }
-    // handoff[dir][from * workers + to]: single producer, single consumer.
+    // handoff[dir][from * workers + to]: single producer, single consumer,
+    // elements of Handoff.
     std::vector<rte_ring*> handoff[2];
+    // Each worker's translator, for the partition reads behind Handoff::mapping.
+    std::vector<const Translator*> translators;
     rte_ring* control = nullptr;      // main lcore -> worker 0: frames to send outside
     rte_ring* control_inside = nullptr; // control plane -> worker 0: frames to send inside (ARP)
     StaticTable* statics = nullptr;   // static mappings; workers read it, learn MACs into it
@@ -128,9 +141,10 @@ private:
     void drain_handoff(Tick now);
     bool local_or_expired(rte_mbuf* m, uint16_t l3, Port port, uint64_t tsc);
     void outbound(rte_mbuf** pkts, uint16_t n, Tick now);
-    void inbound(rte_mbuf** pkts, uint16_t n, Tick now);
+    void inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried = nullptr);
     void steer_inbound(rte_mbuf** pkts, uint16_t n, Tick now);
-    void hand_off(Dir dir, unsigned owner, rte_mbuf* m);
+    void hand_off(Dir dir, unsigned owner, rte_mbuf* m, uint32_t mapping = kNoMapping);
+    void send_handoffs(unsigned dir, unsigned owner);
     void flush_handoffs();
     void send(Port port, rte_mbuf* m);
     void send_fragments(Port port, rte_mbuf* m, uint16_t link_mtu);
@@ -139,7 +153,7 @@ private:
     bool whole_and_fits(rte_mbuf*& m, uint16_t l3, Port in, uint64_t tsc);
     uint16_t route_excluded_out(rte_mbuf** pkts, uint16_t n);
     void route_in_untranslated(rte_mbuf* m, uint16_t l3);
-    uint16_t route_handed_in_untranslated(rte_mbuf** pkts, uint16_t n);
+    uint16_t route_handed_in_untranslated(rte_mbuf** pkts, uint32_t* carried, uint16_t n);
     bool route_untranslated(rte_mbuf* m, uint16_t l3, Port out, const rte_ether_addr& dst);
     void answer_icmp_error(const rte_mbuf* m, uint16_t l3, Port port, uint8_t type, uint8_t code, uint64_t tsc,
                            uint64_t& sent, uint16_t next_hop_mtu = 0);
@@ -162,7 +176,7 @@ private:
     bool next_hop_known_ = false;
     // Packets waiting to be handed to each owner, flushed once per poll.
     struct Pending {
-        rte_mbuf* pkts[kBurst];
+        Handoff entries[kBurst];
         uint16_t n = 0;
     };
     std::vector<Pending> pending_[2];

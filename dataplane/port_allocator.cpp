@@ -126,7 +126,7 @@ bool PortPartition::allocate(Tick now, Tick quarantine, uint16_t want_like, uint
 
 void PortPartition::release(uint16_t port, Tick now)
 {
-    mapping_of(port) = kNoMapping;
+    set_mapping(port, kNoMapping);
     if (has_fifo()) fifo_for(port).release(port, now);
 }
 

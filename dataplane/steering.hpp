@@ -66,8 +66,9 @@ inline uint32_t subscriber_of(const uint8_t* data, uint16_t l3, uint32_t len)
 }
 
 // Outside: the external port (host order) a packet is addressed to, or -1.
-// ICMP queries use the identifier; ICMP errors the source port they quote.
-inline int external_port_of(const uint8_t* data, uint16_t l3, uint32_t len)
+// ICMP queries use the identifier; ICMP errors the source port they quote
+// (and set *quoted, when given).
+inline int external_port_of(const uint8_t* data, uint16_t l3, uint32_t len, bool* quoted = nullptr)
 {
     const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(data + l3);
     const uint8_t* l4 = data + l3 + (ip->version_ihl & 0x0f) * 4u;
@@ -80,6 +81,7 @@ inline int external_port_of(const uint8_t* data, uint16_t l3, uint32_t len)
     case kIpProtoSctp: return be16(l4 + 2);
     case kIpProtoIcmp:
         if (!is_icmp_error_type(l4[0])) return be16(l4 + 4);
+        if (quoted) *quoted = true;
         if (const rte_ipv4_hdr* q = quoted_ipv4(l4, end)) {
             const uint8_t* ql4 = reinterpret_cast<const uint8_t*>(q) + (q->version_ihl & 0x0f) * 4u;
             return q->next_proto_id == kIpProtoIcmp ? be16(ql4 + 4) : be16(ql4);

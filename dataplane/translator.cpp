@@ -255,7 +255,7 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
     map.created = now;
     map.block = block;
     publish_expires(map, now);
-    part.mapping_of(port) = uint32_t(index);
+    part.set_mapping(port, uint32_t(index));
     stats_.mappings_created += 1;
     emit(MappingEventType::Create, map);
     return index;
@@ -485,53 +485,86 @@ uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now, rte_mbuf** 
     return out;
 }
 
-uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
+// Where an inbound packet's mapping is named: its slot in this worker's
+// partition, or for a port forward the static table's entry (copied into
+// static_index). Null, with why, when there is none here.
+inline const uint32_t* Translator::inbound_slot(const Parsed& p, int32_t& static_slot, uint32_t& static_index,
+                                         Drop& why) const
+{
+    static_slot = -1;
+    const int pool_index = pool_.index_of(p.dst);
+    const uint16_t port = rte_be_to_cpu_16(p.dport);
+    if (pool_index >= 0 && !layout_.in_range(port) && statics_ != nullptr &&
+        (static_slot = statics_->find(p.dst, port, p.space)) >= 0) {
+        // A port forward: outside the dynamic range, found in the table.
+        const StaticSlot& s = statics_->slot(uint32_t(static_slot));
+        if (s.worker != worker_) {
+            why = Drop::WrongWorker;
+            return nullptr;
+        }
+        static_index = s.mapping;
+        return &static_index;
+    }
+    if (pool_index < 0 || !layout_.in_range(port)) {
+        why = Drop::NoMapping;
+        return nullptr;
+    }
+    if (layout_.owner_of(port) != worker_) {
+        why = Drop::WrongWorker;
+        return nullptr;
+    }
+    return partition(unsigned(pool_index), p.space).mapping_slot(port);
+}
+
+// A mapping index another worker read for this packet may have ended (or
+// been reused) before the packet got here: it counts only if it still holds
+// the packet's external endpoint.
+inline bool holds(const Mapping& map, const Translator::Parsed& p)
+{
+    return map.live && !map.is_static && map.ext_addr == p.dst && map.ext_port == p.dport &&
+           map.l4 == uint8_t(p.space);
+}
+
+uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried)
+{
+    // Two instances, so that a burst without carried indices pays nothing for them.
+    return carried ? inbound_burst<true>(pkts, n, now, carried) : inbound_burst<false>(pkts, n, now, nullptr);
+}
+
+template <bool with_carried>
+uint16_t Translator::inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried)
 {
     Parsed parsed[kBurst];
     Drop why[kBurst];
     bool ok[kBurst];
+    bool was_carried[kBurst];
     const uint32_t* slot[kBurst];
     uint32_t static_index[kBurst]; // slot[] points here for static mappings
     int32_t static_slot[kBurst];
+    uint32_t index[kBurst];
 
     stats_.rx[unsigned(Dir::In)] += n;
     for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
 
-    // Stage 1: parse and find the partition slot of (pool address, port).
+    // Stage 1: parse and find the partition slot of (pool address, port),
+    // unless the handoff brought the mapping index along.
     for (uint16_t i = 0; i < n; ++i) {
         slot[i] = nullptr;
         static_slot[i] = -1;
+        if (with_carried) was_carried[i] = false;
         ok[i] = parse::frame(pkts[i], parsed[i], why[i]);
         if (!ok[i] || parsed[i].icmp_error) continue;
-        const Parsed& p = parsed[i];
-        const int pool_index = pool_.index_of(p.dst);
-        const uint16_t port = rte_be_to_cpu_16(p.dport);
-        if (pool_index >= 0 && !layout_.in_range(port) && statics_ != nullptr &&
-            (static_slot[i] = statics_->find(p.dst, port, p.space)) >= 0) {
-            // A port forward: outside the dynamic range, found in the table.
-            const StaticSlot& s = statics_->slot(uint32_t(static_slot[i]));
-            if (s.worker != worker_) {
-                ok[i] = false;
-                why[i] = Drop::WrongWorker;
-            } else {
-                static_index[i] = s.mapping;
-                slot[i] = &static_index[i];
-            }
-        } else if (pool_index < 0 || !layout_.in_range(port)) {
-            ok[i] = false;
-            why[i] = Drop::NoMapping;
-        } else if (layout_.owner_of(port) != worker_) {
-            ok[i] = false;
-            why[i] = Drop::WrongWorker;
-        } else {
-            slot[i] = partition(unsigned(pool_index), p.space).mapping_slot(port);
-            rte_prefetch0(slot[i]);
+        if (with_carried && carried[i] < table_.capacity()) {
+            was_carried[i] = true;
+            continue;
         }
+        slot[i] = inbound_slot(parsed[i], static_slot[i], static_index[i], why[i]);
+        ok[i] = slot[i] != nullptr;
+        if (ok[i]) rte_prefetch0(slot[i]);
     }
     // Stage 2: the slot names the mapping; fetch it for stage 3.
-    uint32_t index[kBurst];
     for (uint16_t i = 0; i < n; ++i) {
-        index[i] = slot[i] ? *slot[i] : kNoMapping;
+        index[i] = with_carried && was_carried[i] ? carried[i] : slot[i] ? *slot[i] : kNoMapping;
         if (index[i] != kNoMapping) rte_prefetch0(&table_.mapping(index[i]));
     }
 
@@ -540,6 +573,16 @@ uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
         rte_mbuf* m = pkts[i];
         const Parsed& p = parsed[i];
         Drop reason = why[i];
+        if (with_carried && was_carried[i]) {
+            if (holds(table_.mapping(index[i]), p)) {
+                ++stats_.carried_used;
+            } else { // look it up here after all
+                ++stats_.carried_stale;
+                const uint32_t* s = inbound_slot(p, static_slot[i], static_index[i], reason);
+                ok[i] = s != nullptr;
+                index[i] = s ? *s : kNoMapping;
+            }
+        }
         if (!ok[i]) {
             drop(m, Dir::In, reason);
             continue;
@@ -572,6 +615,13 @@ uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now)
     return out;
 }
 
+uint32_t Translator::mapping_seen_by_other_worker(uint32_t pool_addr_net, uint16_t port_host, L4 l4) const
+{
+    const int pool_index = pool_.index_of(pool_addr_net);
+    if (pool_index < 0 || !layout_.in_range(port_host) || layout_.owner_of(port_host) != worker_) return kNoMapping;
+    return partition(unsigned(pool_index), l4).mapping_seen_elsewhere(port_host);
+}
+
 // ---- control plane ----
 
 void Translator::release_mapping(uint32_t index, Tick now)
@@ -588,7 +638,7 @@ void Translator::release_mapping(uint32_t index, Tick now)
     }
     if (subscribers_) subscribers_->release(map.in_addr);
     const uint16_t port = rte_be_to_cpu_16(map.ext_port);
-    partition(map.pool, L4(map.l4)).mapping_of(port) = kNoMapping;
+    partition(map.pool, L4(map.l4)).set_mapping(port, kNoMapping);
     if (!blocks_) partition(map.pool, L4(map.l4)).release(port, now);
     else if (blocks_->release(map.block, L4(map.l4), port, now)) emit_block(MappingEventType::BlockFree, map.block, map.in_addr);
     table_.remove_mapping(index);

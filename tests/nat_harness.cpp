@@ -110,14 +110,14 @@ Bytes Nat::outside_frame(const Bytes& ipp, std::optional<uint16_t> vlan, size_t 
     return ether_frame(l2, kEtherIpv4, ipp);
 }
 
-Outcome Nat::run(Dir dir, rte_mbuf* m)
+Outcome Nat::run(Dir dir, rte_mbuf* m, const uint32_t* carried)
 {
     Outcome o;
     o.dir = dir;
     if (m == nullptr) return o;
     const WorkerStats before = snapshot(tr);
     rte_mbuf* pkts[kBurst] = {m};
-    const uint16_t n = dir == Dir::Out ? tr.outbound(pkts, 1, now()) : tr.inbound(pkts, 1, now());
+    const uint16_t n = dir == Dir::Out ? tr.outbound(pkts, 1, now()) : tr.inbound(pkts, 1, now(), carried);
     const WorkerStats& after = tr.stats();
     const unsigned d = unsigned(dir);
     o.rx = after.rx[d] - before.rx[d];

@@ -101,6 +101,11 @@ public:
     // One IPv4 packet wrapped by inside_frame / outside_frame.
     Outcome out(const Bytes& ip_packet) { return out_frame(inside_frame(ip_packet)); }
     Outcome in(const Bytes& ip_packet) { return in_frame(outside_frame(ip_packet)); }
+    // Inbound as handed over by another worker, with the mapping index it read.
+    Outcome in_carried(const Bytes& ip_packet, uint32_t carried)
+    {
+        return run(Dir::In, make_mbuf(outside_frame(ip_packet)), &carried);
+    }
     // The same in a chain of mbufs whose first holds first_len bytes (a datagram the gateway reassembled).
     Outcome out_chained(const Bytes& ip_packet, size_t first_len)
     {
@@ -133,7 +138,7 @@ public:
 
 private:
     Outcome run(Dir dir, const Bytes& frame) { return run(dir, make_mbuf(frame)); }
-    Outcome run(Dir dir, rte_mbuf* m);
+    Outcome run(Dir dir, rte_mbuf* m, const uint32_t* carried = nullptr);
 };
 
 // Asserts (EXPECT_*) that `got` is `sent` translated: outbound, the source

@@ -232,6 +232,7 @@ json sample_stats()
         {"sessions_released", 16},
         {"handoff", {{"out", 17}, {"in", 18}}},
         {"handoff_full", {{"out", 19}, {"in", 20}}},
+        {"handoff_index", {{"used", 61}, {"stale", 62}}},
         {"hairpinned", 21},
         {"arp_replies", 22},
         {"arp_requests_sent", 23},
@@ -299,6 +300,10 @@ TEST(MetricsText, EveryLineParsesAndEveryValueMatchesTheJson)
             EXPECT_EQ(e.value(name, {{"direction", dir}}), num(stats[key][dir].get<uint64_t>())) << name << " " << dir;
     }
 
+    EXPECT_EQ(e.families.at("ephemera_handoff_index_total").type, "counter");
+    EXPECT_EQ(e.value("ephemera_handoff_index_total", {{"result", "used"}}), num(61));
+    EXPECT_EQ(e.value("ephemera_handoff_index_total", {{"result", "stale"}}), num(62));
+
     EXPECT_EQ(e.count("ephemera_packets_dropped_total"), 2 * ephemera::kDropCount);
     for (const char* dir : {"out", "in"})
         for (unsigned r = 0; r < ephemera::kDropCount; ++r) {
@@ -333,8 +338,8 @@ TEST(MetricsText, EveryLineParsesAndEveryValueMatchesTheJson)
         EXPECT_EQ(e.families.at(name).type, "counter") << name;
         EXPECT_EQ(e.value(name), num(stats[key].get<uint64_t>())) << name;
     }
-    // Nothing else: every sample was accounted for above.
-    EXPECT_EQ(e.samples.size(), 3 * 2 + 4 * 2 + 2 * ephemera::kDropCount + 3 + 13);
+    // Nothing else: every sample was accounted for above (the 2: handoff_index).
+    EXPECT_EQ(e.samples.size(), 3 * 2 + 4 * 2 + 2 + 2 * ephemera::kDropCount + 3 + 13);
     EXPECT_EQ(e.count("ephemera_pool_ports"), 0u) << "no ports given: no family";
 }
 

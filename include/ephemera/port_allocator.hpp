@@ -2,6 +2,7 @@
 // worker a FIFO of free ports with a quarantine in front of it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -103,8 +104,19 @@ public:
     bool take(Tick now, Tick quarantine, uint16_t port);
 
     bool owns(uint16_t port) const { return uint32_t(uint16_t(port - first_)) < size_; }
-    uint32_t& mapping_of(uint16_t port) { return mapping_[uint16_t(port - first_)]; }
+    // The index is written by the owning worker only, and read by it and by
+    // the other workers (software handoff carries what they read, see
+    // Translator::inbound): relaxed atomics, plain moves on x86-64.
+    void set_mapping(uint16_t port, uint32_t index)
+    {
+        std::atomic_ref<uint32_t>(mapping_[uint16_t(port - first_)]).store(index, std::memory_order_relaxed);
+    }
     uint32_t mapping_of(uint16_t port) const { return mapping_[uint16_t(port - first_)]; }
+    uint32_t mapping_seen_elsewhere(uint16_t port) const
+    {
+        return std::atomic_ref<uint32_t>(const_cast<uint32_t&>(mapping_[uint16_t(port - first_)]))
+            .load(std::memory_order_relaxed);
+    }
     const uint32_t* mapping_slot(uint16_t port) const { return &mapping_[uint16_t(port - first_)]; }
 
     uint16_t first() const { return first_; }

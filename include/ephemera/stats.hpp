@@ -41,6 +41,8 @@ struct alignas(64) WorkerStats {
     uint64_t parity_fallbacks = 0; // port of the wanted parity was not available
     uint64_t ports_preserved = 0;  // mappings that kept the inside source port (nat.port_preservation)
     uint64_t events_lost = 0;      // mapping log ring full: event dropped, never waited for
+    uint64_t carried_used = 0;     // inbound handoffs whose carried mapping index was used
+    uint64_t carried_stale = 0;    // ... that had to be looked up again (the mapping had ended)
 
     uint64_t dropped(Dir d) const
     {

@@ -45,7 +45,12 @@ public:
     // and then free them. Room for kBurst.
     uint16_t outbound(rte_mbuf** pkts, uint16_t n, Tick now, rte_mbuf** refused = nullptr,
                       uint16_t* nrefused = nullptr); // inside -> outside
-    uint16_t inbound(rte_mbuf** pkts, uint16_t n, Tick now);  // outside -> inside
+    // Inbound only: carried[i], when given, is the mapping index another
+    // worker read for pkts[i] from this worker's partition when it handed the
+    // packet over (mapping_seen_by_other_worker), or kNoMapping. It saves the
+    // partition read here; one that no longer holds the packet's external
+    // endpoint (the mapping ended meanwhile) is counted and looked up again.
+    uint16_t inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried = nullptr); // outside -> inside
 
     // Ethernet addresses written on forwarded packets. Outbound: our outside
     // MAC and the next hop's. Inbound: our inside MAC; the destination is the
@@ -107,6 +112,9 @@ public:
     const PortPartition& partition(unsigned pool_index, L4 l4) const { return parts_[part_index(pool_index, l4)]; }
     // The live mapping holding (pool address, port) for l4, or kNoMapping.
     uint32_t mapping_at(uint32_t pool_addr_net, uint16_t port_host, L4 l4) const;
+    // The same, read from another worker's thread (software handoff): the
+    // dynamic range only; the caller has found this worker to own the port.
+    uint32_t mapping_seen_by_other_worker(uint32_t pool_addr_net, uint16_t port_host, L4 l4) const;
     // The mapping of (inside addr, inside port) for l4, or kNoMapping.
     uint32_t mapping_of(uint32_t inside_addr_net, uint16_t inside_port_host, L4 l4) const;
     size_t memory_bytes() const;
@@ -117,6 +125,9 @@ private:
 
     unsigned part_index(unsigned pool_index, L4 l4) const { return unsigned(l4) * pool_.size() + pool_index; }
     void drop(rte_mbuf* m, Dir dir, Drop reason);
+    template <bool with_carried>
+    uint16_t inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried);
+    const uint32_t* inbound_slot(const Parsed& p, int32_t& static_slot, uint32_t& static_index, Drop& why) const;
     int32_t create_mapping(const Parsed& p, const rte_mbuf* m, Tick now, Drop& why);
     SessionState* new_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port, Tick now);
     void refresh(Mapping& map, uint32_t index, SessionState& s, Tick now);

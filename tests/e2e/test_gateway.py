@@ -594,10 +594,16 @@ class GatewayCounters(unittest.TestCase):
         stats = L.read_stats()
         self.assertEqual(0, stats["drops"]["in"]["wrong_worker"])
         self.assertEqual(0, stats["drops"]["out"]["wrong_worker"])
+        carried = stats["handoff_index"]
         if L.lab().workers > 1:
             self.assertGreater(stats["handoff"]["in"] + stats["handoff"]["out"], 0)
+            # Return packets handed over carry the mapping index the receiver read
+            # from the owner's partition; the owner used it (checked) for some.
+            self.assertGreater(carried["used"], 0)
+        self.assertLessEqual(carried["used"] + carried["stale"], stats["handoff"]["in"])
         note(f"steering: handoff out={stats['handoff']['out']} in={stats['handoff']['in']} "
-             f"(ring full: {_total(stats['handoff_full'])}), wrong_worker 0")
+             f"(ring full: {_total(stats['handoff_full'])}; mapping index carried and used "
+             f"{carried['used']}, stale {carried['stale']}), wrong_worker 0")
 
     def test_gateway_still_running_without_errors(self):
         pid_file = L.STATE_DIR / "gateway.pid"
