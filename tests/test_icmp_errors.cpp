@@ -136,6 +136,42 @@ INSTANTIATE_TEST_SUITE_P(Types, InboundErrorTypes,
                              return "Type" + std::to_string(i.param.type) + "Code" + std::to_string(i.param.code);
                          });
 
+// RFC 5508 REQ-3d, RFC 4884: an error may carry extensions after the quoted
+// datagram (padded to 128 bytes, its length in 32-bit words in the header). The
+// embedded L4 checksum is adjusted without them; they pass unchanged, and the
+// ICMP checksum covers the whole message again.
+TEST_F(IcmpErrors, Rfc5508Req3d_Rfc4884ExtensionsPassUnchanged)
+{
+    Nat nat(small_config());
+    const Flow f = send_out(nat, udp_packet(kSub1, 5353, kRemote1, 53, pattern(40)));
+    Bytes extension{0x20, 0x00, 0x00, 0x00,  // version 2, reserved, checksum (below)
+                    0x00, 0x08, 0x02, 0x01,  // object: 8 bytes, class 2 (interface information), c-type 1
+                    0x00, 0x00, 0x00, 0x07}; // ifIndex 7
+    const uint16_t ext_sum = inet_checksum(extension.data(), extension.size());
+    extension[2] = uint8_t(ext_sum >> 8);
+    extension[3] = uint8_t(ext_sum);
+    Bytes body = f.outside; // the whole offending datagram (68 bytes) ...
+    body.resize(128, 0);    // ... padded to 128
+    body.insert(body.end(), extension.begin(), extension.end());
+    const uint32_t rest = uint32_t(128 / 4) << 16; // type 3: unused, length, next-hop MTU
+    const Bytes err = ipv4_packet(kRouter, f.out_p.src, 1, icmp_message(3, 3, rest, body));
+
+    const Outcome o = nat.in(err);
+    ASSERT_TRUE(forwarded(o)) << describe(o);
+    const Parsed got = o.parsed();
+    EXPECT_EQ(ip_str(got.dst), ip_str(kSub1));
+    EXPECT_EQ(got.icmp_rest, rest);
+    ASSERT_TRUE(got.embedded);
+    EXPECT_EQ(ip_str(got.embedded->src), ip_str(kSub1));
+    EXPECT_EQ(got.embedded->sport, 5353);
+    EXPECT_TRUE(same_checksum(got.embedded->l4_checksum, f.in_p.l4_checksum)) << "embedded UDP checksum";
+    ASSERT_EQ(got.payload.size(), body.size());
+    EXPECT_EQ(Bytes(got.payload.begin() + 68, got.payload.end()), Bytes(body.begin() + 68, body.end()))
+        << "padding and extensions";
+    EXPECT_EQ(inet_checksum(got.l4.data(), got.l4.size()), 0) << "ICMP checksum over the whole message";
+    EXPECT_TRUE(checksums_ok(got));
+}
+
 TEST_F(IcmpErrors, Rfc5508Req4_UdpZeroChecksumQuotedStaysZero)
 {
     Nat nat(small_config());
