@@ -149,17 +149,6 @@ void Translator::drop(rte_mbuf* m, Dir dir, Drop reason)
     rte_pktmbuf_free(m);
 }
 
-Tick Translator::session_timeout(uint8_t l4, uint8_t tcp_seen) const
-{
-    switch (L4(l4)) {
-    case L4::Tcp: return tcp_established(tcp_seen) ? timeouts_.tcp_established : timeouts_.tcp_transitory;
-    case L4::Udp: return timeouts_.udp;
-    case L4::Icmp: return timeouts_.icmp;
-    case L4::Sctp: return timeouts_.sctp;
-    }
-    return timeouts_.udp;
-}
-
 namespace {
 
 // RFC 7857 §2: record what each direction has shown of the connection.
@@ -277,7 +266,7 @@ SessionState* Translator::new_session(uint32_t index, uint32_t remote_addr, uint
     return s;
 }
 
-void Translator::refresh(Mapping& map, uint32_t index, SessionState& s, Tick now)
+[[gnu::always_inline]] inline void Translator::refresh(Mapping& map, uint32_t index, SessionState& s, Tick now)
 {
     const Tick before = s.expires;
     // Ticks are whole seconds and this packet came somewhere inside second `now`:
@@ -298,7 +287,7 @@ void Translator::refresh(Mapping& map, uint32_t index, SessionState& s, Tick now
     }
 }
 
-bool Translator::outbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why)
+[[gnu::always_inline]] inline bool Translator::outbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why)
 {
     Mapping& map = table_.mapping(index);
     const uint16_t rport = remote_port_of(p, p.space, p.dport);
@@ -312,7 +301,7 @@ bool Translator::outbound_session(uint32_t index, const Parsed& p, Tick now, Dro
     return true;
 }
 
-bool Translator::inbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why)
+[[gnu::always_inline]] inline bool Translator::inbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why)
 {
     Mapping& map = table_.mapping(index);
     const uint16_t rport = remote_port_of(p, p.space, p.sport);
@@ -339,7 +328,7 @@ bool Translator::inbound_session(uint32_t index, const Parsed& p, Tick now, Drop
     return true;
 }
 
-void Translator::rewrite_outbound(rte_mbuf* m, const Parsed& p, const Mapping& map)
+[[gnu::always_inline]] inline void Translator::rewrite_outbound(rte_mbuf* m, const Parsed& p, const Mapping& map)
 {
     uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
     auto* eth = reinterpret_cast<rte_ether_hdr*>(data);
@@ -378,7 +367,7 @@ void Translator::rewrite_outbound(rte_mbuf* m, const Parsed& p, const Mapping& m
     }
 }
 
-void Translator::rewrite_inbound(rte_mbuf* m, const Parsed& p, const Mapping& map)
+[[gnu::always_inline]] inline void Translator::rewrite_inbound(rte_mbuf* m, const Parsed& p, const Mapping& map)
 {
     uint8_t* data = rte_pktmbuf_mtod(m, uint8_t*);
     auto* eth = reinterpret_cast<rte_ether_hdr*>(data);

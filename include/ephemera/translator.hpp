@@ -87,7 +87,16 @@ public:
     // Ends a mapping now: its sessions go, its port enters quarantine.
     void release_mapping(uint32_t index, Tick now);
     bool mapping_expired(uint32_t index, Tick now) const;
-    Tick session_timeout(uint8_t l4, uint8_t tcp_seen) const;
+    Tick session_timeout(uint8_t l4, uint8_t tcp_seen) const
+    {
+        switch (L4(l4)) {
+        case L4::Tcp: return tcp_established(tcp_seen) ? timeouts_.tcp_established : timeouts_.tcp_transitory;
+        case L4::Udp: return timeouts_.udp;
+        case L4::Icmp: return timeouts_.icmp;
+        case L4::Sctp: return timeouts_.sctp;
+        }
+        return timeouts_.udp;
+    }
     void set_timeouts(const Timeouts& t) { timeouts_ = t; }
     const Timeouts& timeouts() const { return timeouts_; }
     Tick quarantine() const { return timeouts_.quarantine; }
