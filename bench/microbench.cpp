@@ -406,8 +406,8 @@ void run_established(benchmark::State& state, Established* e)
             else
                 ephbench::write_reply(b.pkts[i], e->ext_addr[flow], e->ext_port[flow]);
             if constexpr (handed_over)
-                carried[i] = nat.mapping_seen_by_other_worker(e->ext_addr[flow], rte_be_to_cpu_16(e->ext_port[flow]),
-                                                              ephemera::L4::Udp);
+                carried[i] = nat.mapping_seen_by_other_worker(unsigned(nat.pool().index_of(e->ext_addr[flow])),
+                                                              rte_be_to_cpu_16(e->ext_port[flow]), ephemera::L4::Udp);
         }
         const uint64_t t0 = tsc_now();
         uint16_t sent;

@@ -376,13 +376,17 @@ void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
         rte_pktmbuf_free(m);
     }
     rte_mbuf* hairpin[kBurst];
+    int hairpin_pool[kBurst];
     uint16_t nh = 0;
     for (uint16_t i = 0; i < done; ++i) {
         rte_mbuf* m = pkts[i];
         const uint16_t l3 = steer::ipv4_offset(m);
+        const int pool_index =
+            l3 ? shared_.pool->index_of(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr)
+               : Pool::kNotInPool;
         // RFC 4787 REQ-9: to another subscriber's mapping -> back in, translated.
-        if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr) !=
-                      Pool::kNotInPool) {
+        if (pool_index != Pool::kNotInPool) {
+            hairpin_pool[nh] = pool_index;
             hairpin[nh++] = m;
         } else if (!next_hop_known_) {
             ++counters_.no_next_hop;
@@ -393,7 +397,7 @@ void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
     }
     if (nh) {
         counters_.hairpinned += nh;
-        steer_inbound(hairpin, nh, now);
+        steer_inbound(hairpin, hairpin_pool, nh, now);
     }
 }
 
@@ -403,8 +407,9 @@ void Worker::inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carr
     for (uint16_t i = 0; i < done; ++i) send(kInside, pkts[i]);
 }
 
-// Outside packets addressed to the pool: to the owner of the external port.
-void Worker::steer_inbound(rte_mbuf** pkts, uint16_t n, Tick now)
+// Outside packets addressed to the pool (pool_index: of each destination;
+// kNotInPool when not IPv4): to the owner of the external port.
+void Worker::steer_inbound(rte_mbuf** pkts, const int* pool_index, uint16_t n, Tick now)
 {
     rte_mbuf* mine[kBurst];
     uint16_t k = 0;
@@ -424,9 +429,9 @@ void Worker::steer_inbound(rte_mbuf** pkts, uint16_t n, Tick now)
                 owner = shared_.layout->owner_of(uint16_t(port));
                 // The owner's partition names the mapping: read it here (design:
                 // the owner is spared the lookup); it checks the index before use.
-                if (owner != id_ && known_l4 && !quoted)
-                    mapping = shared_.translators[owner]->mapping_seen_by_other_worker(ip->dst_addr, uint16_t(port),
-                                                                                       l4);
+                if (owner != id_ && known_l4 && !quoted && pool_index[i] != Pool::kNotInPool)
+                    mapping = shared_.translators[owner]->mapping_seen_by_other_worker(unsigned(pool_index[i]),
+                                                                                       uint16_t(port), l4);
             } else if (port >= 0 && shared_.statics != nullptr && known_l4 && l4 != L4::Icmp) { // a port forward?
                 const int32_t s = shared_.statics->find(ip->dst_addr, uint16_t(port), l4);
                 if (s >= 0) owner = shared_.statics->slot(uint32_t(s)).worker;
@@ -482,6 +487,7 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
     for (uint16_t i = 0; i < n; ++i) rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void*));
 
     rte_mbuf* ours[kBurst];
+    int ours_pool[kBurst];
     uint16_t k = 0;
     for (uint16_t i = 0; i < n; ++i) {
         rte_mbuf* m = pkts[i];
@@ -498,8 +504,10 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
         }
         const uint16_t l3 = steer::ipv4_offset(m);
         if (l3 && local_or_expired(m, l3, kOutside, tsc)) continue;
-        if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr) ==
-                      Pool::kNotInPool) {
+        const int pool_index =
+            l3 ? shared_.pool->index_of(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->dst_addr)
+               : Pool::kNotInPool;
+        if (l3 && pool_index == Pool::kNotInPool) {
             const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
             if (shared_.exclusions && of_excluded_flow(*shared_.exclusions, m, l3)) {
                 // To an inside host, of a flow that was not translated: its owner knows its MAC.
@@ -514,9 +522,10 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
             continue;
         }
         if (l3 && !whole_and_fits(m, l3, kOutside, tsc)) continue;
+        ours_pool[k] = pool_index;
         ours[k++] = m; // not IPv4 goes to the translator, which counts it
     }
-    if (k) steer_inbound(ours, k, now);
+    if (k) steer_inbound(ours, ours_pool, k, now);
 }
 
 void Worker::drain_handoff(Tick now)

@@ -142,7 +142,7 @@ private:
     bool local_or_expired(rte_mbuf* m, uint16_t l3, Port port, uint64_t tsc);
     void outbound(rte_mbuf** pkts, uint16_t n, Tick now);
     void inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried = nullptr);
-    void steer_inbound(rte_mbuf** pkts, uint16_t n, Tick now);
+    void steer_inbound(rte_mbuf** pkts, const int* pool_index, uint16_t n, Tick now);
     void hand_off(Dir dir, unsigned owner, rte_mbuf* m, uint32_t mapping = kNoMapping);
     void send_handoffs(unsigned dir, unsigned owner);
     void flush_handoffs();

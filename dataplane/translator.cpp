@@ -604,13 +604,6 @@ uint16_t Translator::inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const 
     return out;
 }
 
-uint32_t Translator::mapping_seen_by_other_worker(uint32_t pool_addr_net, uint16_t port_host, L4 l4) const
-{
-    const int pool_index = pool_.index_of(pool_addr_net);
-    if (pool_index < 0 || !layout_.in_range(port_host) || layout_.owner_of(port_host) != worker_) return kNoMapping;
-    return partition(unsigned(pool_index), l4).mapping_seen_elsewhere(port_host);
-}
-
 // ---- control plane ----
 
 void Translator::release_mapping(uint32_t index, Tick now)

@@ -28,15 +28,16 @@ TEST_F(HandoffIndex, AnotherWorkerReadsTheIndexThePartitionHolds)
     Nat nat(small_config());
     const uint16_t ext = nat.open_udp(kSub1, kInPort, kRemote1, kRemotePort);
     ASSERT_NE(ext, 0);
-    const uint32_t pool_addr = net32(nat.paired_addr(kSub1));
+    const unsigned pool = 0; // small_config(): one pool address
     const uint32_t idx = nat.mapping_of(kSub1, kInPort, L4::Udp);
     ASSERT_NE(idx, kNoMapping);
-    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool_addr, ext, L4::Udp), idx);
-    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool_addr, ext, L4::Tcp), kNoMapping); // per protocol
-    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool_addr, uint16_t(ext + 1), L4::Udp), kNoMapping); // free port
-    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(net32(kRemote1), ext, L4::Udp), kNoMapping); // not a pool address
+    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool, ext, L4::Udp), idx);
+    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool, ext, L4::Tcp), kNoMapping);                  // per protocol
+    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool, uint16_t(ext + 1), L4::Udp), kNoMapping);    // free port
+    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool + 1, ext, L4::Udp), kNoMapping);              // no such pool address
+    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool, 1024, L4::Udp), kNoMapping);                 // outside the range
     nat.tr.release_mapping(idx, nat.now());
-    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool_addr, ext, L4::Udp), kNoMapping);
+    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(pool, ext, L4::Udp), kNoMapping);
 }
 
 TEST_F(HandoffIndex, PortOfAnotherWorkerReadsNoIndex)
@@ -45,7 +46,7 @@ TEST_F(HandoffIndex, PortOfAnotherWorkerReadsNoIndex)
     cfg.workers = 2; // worker 0: 50000-50007, worker 1: 50008-50015
     Nat nat(cfg, 0);
     ASSERT_NE(nat.open_udp(kSub1, kInPort, kRemote1, kRemotePort), 0);
-    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(net32(nat.paired_addr(kSub1)), 50008, L4::Udp), kNoMapping);
+    EXPECT_EQ(nat.tr.mapping_seen_by_other_worker(0, 50008, L4::Udp), kNoMapping);
 }
 
 TEST_F(HandoffIndex, CarriedIndexIsUsedInsteadOfTheLookup)

@@ -121,9 +121,14 @@ public:
     const PortPartition& partition(unsigned pool_index, L4 l4) const { return parts_[part_index(pool_index, l4)]; }
     // The live mapping holding (pool address, port) for l4, or kNoMapping.
     uint32_t mapping_at(uint32_t pool_addr_net, uint16_t port_host, L4 l4) const;
-    // The same, read from another worker's thread (software handoff): the
-    // dynamic range only; the caller has found this worker to own the port.
-    uint32_t mapping_seen_by_other_worker(uint32_t pool_addr_net, uint16_t port_host, L4 l4) const;
+    // The same, read from another worker's thread (software handoff), by the
+    // pool address's index; kNoMapping for a port that is not this worker's.
+    uint32_t mapping_seen_by_other_worker(unsigned pool_index, uint16_t port_host, L4 l4) const
+    {
+        if (pool_index >= pool_.size()) return kNoMapping;
+        const PortPartition& part = partition(pool_index, l4);
+        return part.owns(port_host) ? part.mapping_seen_elsewhere(port_host) : kNoMapping;
+    }
     // The mapping of (inside addr, inside port) for l4, or kNoMapping.
     uint32_t mapping_of(uint32_t inside_addr_net, uint16_t inside_port_host, L4 l4) const;
     size_t memory_bytes() const;
