@@ -478,7 +478,7 @@ uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now, rte_mbuf** 
 // partition, or for a port forward the static table's entry (copied into
 // static_index). Null, with why, when there is none here.
 inline const uint32_t* Translator::inbound_slot(const Parsed& p, int32_t& static_slot, uint32_t& static_index,
-                                         Drop& why) const
+                                                Drop& why) const
 {
     static_slot = -1;
     const int pool_index = pool_.index_of(p.dst);

@@ -23,6 +23,19 @@ Bytes reply(uint32_t ext_addr, uint16_t ext_port)
     return udp_packet(kRemote1, kRemotePort, ext_addr, ext_port, pattern(12));
 }
 
+// kSub1's UDP mapping, opened and then ended: its external port and the index it had.
+struct Ended {
+    uint16_t ext_port;
+    uint32_t index;
+};
+Ended open_and_end(Nat& nat)
+{
+    const uint16_t ext = nat.open_udp(kSub1, kInPort, kRemote1, kRemotePort);
+    const uint32_t idx = nat.mapping_of(kSub1, kInPort, L4::Udp);
+    nat.tr.release_mapping(idx, nat.now());
+    return {ext, idx};
+}
+
 TEST_F(HandoffIndex, AnotherWorkerReadsTheIndexThePartitionHolds)
 {
     Nat nat(small_config());
@@ -79,10 +92,8 @@ TEST_F(HandoffIndex, CarriedIndexOfAnotherMappingIsLookedUpAgain)
 TEST_F(HandoffIndex, CarriedIndexOfAnEndedMappingIsDroppedAsNoMapping)
 {
     Nat nat(small_config());
-    const uint16_t ext = nat.open_udp(kSub1, kInPort, kRemote1, kRemotePort);
-    const uint32_t idx = nat.mapping_of(kSub1, kInPort, L4::Udp);
-    nat.tr.release_mapping(idx, nat.now());
-    EXPECT_TRUE(dropped(nat.in_carried(reply(nat.paired_addr(kSub1), ext), idx), Drop::NoMapping));
+    const Ended ended = open_and_end(nat);
+    EXPECT_TRUE(dropped(nat.in_carried(reply(nat.paired_addr(kSub1), ended.ext_port), ended.index), Drop::NoMapping));
     EXPECT_EQ(nat.tr.stats().carried_stale, 1u);
 }
 
@@ -93,9 +104,7 @@ TEST_F(HandoffIndex, CarriedIndexOfAnEndedMappingIsDroppedAsNoMapping)
 TEST_F(HandoffIndex, IndexReusedForAnotherSubscriberNeverDeliversToIt)
 {
     Nat nat(small_config());
-    const uint16_t ext1 = nat.open_udp(kSub1, kInPort, kRemote1, kRemotePort);
-    const uint32_t idx1 = nat.mapping_of(kSub1, kInPort, L4::Udp);
-    nat.tr.release_mapping(idx1, nat.now());
+    const uint16_t ext1 = open_and_end(nat).ext_port;
     const uint16_t ext2 = nat.open_udp(kSub2, kInPort, kRemote1, kRemotePort);
     ASSERT_NE(ext2, ext1); // the old port waits in quarantine
     const uint32_t idx2 = nat.mapping_of(kSub2, kInPort, L4::Udp);
