@@ -250,6 +250,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
             n.deterministic_len = uint8_t(len);
         }
         if (auto v = r.get<bool>("nat", "icmp_on_limit", "true or false")) g.icmp_on_limit = *v;
+        if (auto v = r.get<bool>("nat", "icmp_on_unsolicited_syn", "true or false")) g.icmp_on_unsolicited_syn = *v;
         // Port forwards: checked in full when made at start (they need the pool,
         // the inside subnet and the range); the shape is checked here.
         for (const std::string& text : r.strings("nat", "exclude")) {

@@ -96,6 +96,10 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         gw.not_for_us += c.not_for_us;
         gw.local_dropped += c.local_dropped;
         gw.mappings_expired += c.mappings_expired;
+        gw.syns_held += c.syns_held;
+        gw.syns_not_held += c.syns_not_held;
+        gw.syns_superseded += c.syns_superseded;
+        gw.port_unreachable_sent += c.port_unreachable_sent;
         mappings += w->translator().table().mapping_count();
     }
     nlohmann::json drops;
@@ -142,6 +146,11 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"not_for_us", gw.not_for_us},
         {"local_dropped", gw.local_dropped},
         {"mappings_expired", gw.mappings_expired},
+        {"unsolicited_syn",
+         {{"held", gw.syns_held},
+          {"not_held", gw.syns_not_held},
+          {"superseded", gw.syns_superseded},
+          {"answered", gw.port_unreachable_sent}}},
         {"parity_fallbacks", nat.parity_fallbacks},
         {"ports_preserved", nat.ports_preserved},
         {"events_lost", nat.events_lost},

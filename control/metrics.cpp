@@ -120,6 +120,9 @@ const std::vector<Family>& families()
          "Packets for excluded destinations (nat.exclude) dropped: TTL, no next hop, inside host's MAC unknown."},
         {"ephemera_mss_clamped_total", "counter", "mss_clamped", {},
          "TCP SYNs whose MSS option was lowered to fit the links (dataplane.mss_clamp)."},
+        {"ephemera_unsolicited_syns_total", "counter", "unsolicited_syn", {"result"},
+         "Unsolicited inbound TCP SYNs (RFC 5382 REQ-4) by outcome: held for 6 s, not held (hold full), "
+         "superseded (the inside opened the connection meanwhile), answered with ICMP 3/3."},
         {"ephemera_icmp_rate_limited_total", "counter", "icmp_rate_limited", {},
          "ICMP errors not sent because of the rate limit."},
         {"ephemera_no_next_hop_total", "counter", "no_next_hop", {},

@@ -22,6 +22,8 @@ namespace ephemera {
 namespace {
 
 constexpr uint16_t kIcmpTimeExceeded = 11;
+// RFC 5382 REQ-4: an unsolicited SYN is not answered for at least 6 s.
+constexpr uint64_t kSynHoldSeconds = 6;
 // The largest packet is a reassembled one: 8 fragments (RTE_LIBRTE_IP_FRAG_MAX_FRAG)
 // of at most 9000 bytes on the way in would be more at MTU 576; 64 covers a
 // datagram of 35 KB even then, and fragmenting anything bigger fails, counted.
@@ -56,6 +58,11 @@ Worker::Worker(GatewayShared& shared, unsigned id)
         mss_max_ = uint16_t(std::min(shared.mtu[kInside], shared.mtu[kOutside]) - 40); // IPv4 + TCP headers
     if (shared.exclusions)
         learned_ = std::make_unique<LearnedMacs>(shared.config->nat.max_subscribers, id, int(rte_socket_id()));
+    // Room for what the ICMP rate lets through in a hold's time, and then some:
+    // a SYN beyond it would be rate-limited anyway.
+    if (shared.config->icmp_on_unsolicited_syn)
+        syn_hold_ = std::make_unique<SynHold>(
+            std::clamp<uint32_t>(shared.config->icmp_rate * (kSynHoldSeconds + 1), 64, 65536), int(rte_socket_id()));
     if (shared.config->reassembly)
         reassembly_ = std::make_unique<Reassembly>(shared.config->reassembly,
                                                    shared.config->reassembly_timeout * rte_get_tsc_hz(),
@@ -403,8 +410,49 @@ void Worker::outbound(rte_mbuf** pkts, uint16_t n, Tick now)
 
 void Worker::inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried)
 {
-    const uint16_t done = nat_.inbound(pkts, n, now, carried);
+    rte_mbuf* syns[kBurst];
+    uint16_t nsyns = 0;
+    const uint16_t done = nat_.inbound(pkts, n, now, carried, syn_hold_ ? syns : nullptr, &nsyns);
     for (uint16_t i = 0; i < done; ++i) send(kInside, pkts[i]);
+    if (nsyns) hold_syns(syns, nsyns);
+}
+
+// Unsolicited SYNs from outside wait to be answered (RFC 5382 REQ-4); a
+// hairpinned one (its source a pool address) is dropped silently, as an
+// answer would have to be translated back in.
+void Worker::hold_syns(rte_mbuf** syns, uint16_t n)
+{
+    const uint64_t due = rte_rdtsc() + kSynHoldSeconds * rte_get_tsc_hz();
+    for (uint16_t i = 0; i < n; ++i) {
+        rte_mbuf* m = syns[i];
+        const uint16_t l3 = steer::ipv4_offset(m);
+        if (l3 && shared_.pool->index_of(rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3)->src_addr) ==
+                      Pool::kNotInPool) {
+            if (syn_hold_->hold(m, l3, due)) ++counters_.syns_held;
+            else ++counters_.syns_not_held;
+        }
+        rte_pktmbuf_free(m);
+    }
+}
+
+// Held SYNs whose 6 s are up: dropped if the inside opened the connection
+// meanwhile, else answered with ICMP port unreachable from the pool address
+// they were sent to (rate-limited). A few per loop: never a stall.
+void Worker::answer_held_syns(Tick now, uint64_t tsc)
+{
+    syn_hold_->take_due(tsc, kBurst, nat_, now, [&](const SynHold::Entry& e) {
+        if (!icmp_limit_.allow(tsc)) {
+            ++counters_.icmp_rate_limited;
+            return;
+        }
+        const uint32_t pool_addr = SynHold::endpoints_of(e).pool_addr;
+        if (rte_mbuf* m = router::icmp_error_quoting(shared_.mbufs, e.ip, e.len, e.from, 3, 3, pool_addr,
+                                                     shared_.mac[kOutside])) {
+            ++counters_.port_unreachable_sent;
+            send(kOutside, m);
+        }
+    });
+    counters_.syns_superseded = syn_hold_->superseded();
 }
 
 // Outside packets addressed to the pool (pool_index: of each destination;
@@ -601,6 +649,7 @@ void Worker::run()
         // Between bursts: what the control plane found expired (bounded work).
         counters_.mappings_expired += drain_expiry_commands(nat_, shared_.expiry[id_], 64, now);
         answer_queries(now, false);
+        if (syn_hold_) answer_held_syns(now, tsc);
         nat_.set_event_time(shared_.unix_ms_at(tsc));
         if (reassembly_) {
             reassembly_->expire(tsc); // the oldest first: nothing to do most of the time

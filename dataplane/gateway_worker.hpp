@@ -22,6 +22,7 @@
 #include "reassembly.hpp"
 #include "router.hpp"
 #include "steering.hpp"
+#include "syn_hold.hpp"
 #include "worker_query.hpp"
 
 namespace ephemera {
@@ -55,6 +56,11 @@ struct alignas(64) GatewayCounters {
     uint64_t not_for_us = 0;        // outside packets to no pool or gateway address
     uint64_t local_dropped = 0;     // to a gateway address, but not an echo request
     uint64_t mappings_expired = 0;
+    // RFC 5382 REQ-4 (nat.icmp_on_unsolicited_syn): unsolicited inbound SYNs
+    uint64_t syns_held = 0;         // held to be answered after 6 s
+    uint64_t syns_not_held = 0;     // hold full (or too short to quote): dropped silently
+    uint64_t syns_superseded = 0;   // the inside opened the connection meanwhile: dropped silently
+    uint64_t port_unreachable_sent = 0; // ICMP 3/3 for held SYNs whose time was up
 };
 
 // What a handoff ring carries: the packet and, for an outside packet, the
@@ -160,6 +166,8 @@ private:
     void learn_inside_neighbor(const rte_mbuf* m);
     void sync_next_hop();
     void answer_queries(Tick now, bool stopping);
+    void hold_syns(rte_mbuf** syns, uint16_t n);
+    void answer_held_syns(Tick now, uint64_t tsc);
 
     GatewayShared& shared_;
     const unsigned id_;
@@ -167,6 +175,7 @@ private:
     router::RateLimit icmp_limit_;
     std::unique_ptr<Reassembly> reassembly_; // null: reassembly off, fragments go on to be dropped
     std::unique_ptr<LearnedMacs> learned_;   // with nat.exclude: inside hosts' MACs
+    std::unique_ptr<SynHold> syn_hold_;      // null: unsolicited SYNs dropped silently (RFC 5382 REQ-4a)
     rte_ether_addr next_hop_mac_{};
     uint16_t mss_max_ = 0; // dataplane.mss_clamp: the largest MSS a SYN may announce; 0: off
     GatewayCounters counters_;

@@ -95,14 +95,25 @@ bool icmp_echo_reply(rte_mbuf* m, uint16_t l3)
 rte_mbuf* icmp_error(rte_mempool* mp, const rte_mbuf* m, uint16_t l3, uint8_t type, uint8_t code, uint32_t src_net,
                      const rte_ether_addr& src_mac, uint16_t next_hop_mtu)
 {
+    if (l3 >= m->data_len) return nullptr;
     const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
-    const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(data + l3);
+    return icmp_error_quoting(mp, data + l3, unsigned(m->data_len - l3),
+                              reinterpret_cast<const rte_ether_hdr*>(data)->src_addr, type, code, src_net, src_mac,
+                              next_hop_mtu);
+}
+
+rte_mbuf* icmp_error_quoting(rte_mempool* mp, const uint8_t* packet, unsigned avail, const rte_ether_addr& to_mac,
+                             uint8_t type, uint8_t code, uint32_t src_net, const rte_ether_addr& src_mac,
+                             uint16_t next_hop_mtu)
+{
+    if (avail < sizeof(rte_ipv4_hdr)) return nullptr;
+    const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(packet);
     const unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
-    if (ihl < sizeof(rte_ipv4_hdr) || l3 + ihl > m->data_len) return nullptr;
+    if (ihl < sizeof(rte_ipv4_hdr) || ihl > avail) return nullptr;
     if (ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_OFFSET_MASK)) return nullptr;
-    const unsigned avail = std::min<unsigned>(m->data_len - l3, rte_be_to_cpu_16(ip->total_length));
+    avail = std::min<unsigned>(avail, rte_be_to_cpu_16(ip->total_length));
     if (ip->next_proto_id == IPPROTO_ICMP && avail >= ihl + 1) {
-        const uint8_t t = data[l3 + ihl];
+        const uint8_t t = packet[ihl];
         if (t != RTE_IP_ICMP_ECHO_REQUEST && t != RTE_IP_ICMP_ECHO_REPLY) return nullptr; // never an error about an error
     }
     const unsigned quote = std::min<unsigned>(avail, 576 - sizeof(rte_ipv4_hdr) - sizeof(rte_icmp_hdr));
@@ -116,9 +127,8 @@ rte_mbuf* icmp_error(rte_mempool* mp, const rte_mbuf* m, uint16_t l3, uint8_t ty
         rte_pktmbuf_free(e);
         return nullptr;
     }
-    const auto* in_eth = reinterpret_cast<const rte_ether_hdr*>(data);
     auto* eth = reinterpret_cast<rte_ether_hdr*>(out);
-    eth->dst_addr = in_eth->src_addr;
+    eth->dst_addr = to_mac;
     eth->src_addr = src_mac;
     eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 

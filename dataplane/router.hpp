@@ -36,6 +36,11 @@ bool icmp_echo_reply(rte_mbuf* m, uint16_t l3);
 // "fragmentation needed" (3/4) errors (RFC 1191).
 rte_mbuf* icmp_error(rte_mempool* mp, const rte_mbuf* m, uint16_t l3, uint8_t type, uint8_t code, uint32_t src_net,
                      const rte_ether_addr& src_mac, uint16_t next_hop_mtu = 0);
+// The same about an IPv4 packet of which `avail` bytes are at `packet` (a
+// copy kept after its mbuf was freed), sent to `to_mac`.
+rte_mbuf* icmp_error_quoting(rte_mempool* mp, const uint8_t* packet, unsigned avail, const rte_ether_addr& to_mac,
+                             uint8_t type, uint8_t code, uint32_t src_net, const rte_ether_addr& src_mac,
+                             uint16_t next_hop_mtu = 0);
 
 // Token bucket for generated ICMP errors (RFC 1812 §4.3.2.8), per worker.
 class RateLimit {

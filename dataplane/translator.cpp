@@ -514,14 +514,31 @@ inline bool holds(const Mapping& map, const Translator::Parsed& p)
            map.l4 == uint8_t(p.space);
 }
 
-uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried)
+uint16_t Translator::inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried, rte_mbuf** syns,
+                             uint16_t* nsyns)
 {
+    if (nsyns) *nsyns = 0;
     // Two instances, so that a burst without carried indices pays nothing for them.
-    return carried ? inbound_burst<true>(pkts, n, now, carried) : inbound_burst<false>(pkts, n, now, nullptr);
+    return carried ? inbound_burst<true>(pkts, n, now, carried, syns, nsyns)
+                   : inbound_burst<false>(pkts, n, now, nullptr, syns, nsyns);
+}
+
+// A TCP SYN (not a SYN-ACK, not with RST) refused for want of a mapping or by
+// the filtering mode is unsolicited (RFC 5382 REQ-4): the caller may hold it.
+void Translator::drop_inbound(rte_mbuf* m, const Parsed& p, Drop reason, rte_mbuf** syns, uint16_t* nsyns)
+{
+    if (syns != nullptr && (reason == Drop::NoMapping || reason == Drop::Filtered) && p.space == L4::Tcp &&
+        !p.icmp_error && (p.tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) == RTE_TCP_SYN_FLAG) {
+        ++stats_.drops[unsigned(Dir::In)][unsigned(reason)];
+        syns[(*nsyns)++] = m;
+        return;
+    }
+    drop(m, Dir::In, reason);
 }
 
 template <bool with_carried>
-uint16_t Translator::inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried)
+uint16_t Translator::inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried, rte_mbuf** syns,
+                                   uint16_t* nsyns)
 {
     Parsed parsed[kBurst];
     Drop why[kBurst];
@@ -573,7 +590,8 @@ uint16_t Translator::inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const 
             }
         }
         if (!ok[i]) {
-            drop(m, Dir::In, reason);
+            if (reason == Drop::NoMapping) drop_inbound(m, p, reason, syns, nsyns); // parsed: the rest is not
+            else drop(m, Dir::In, reason);
             continue;
         }
         if (p.icmp_error) {
@@ -586,7 +604,7 @@ uint16_t Translator::inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const 
             continue;
         }
         if (index[i] == kNoMapping || now >= table_.mapping(index[i]).expires) {
-            drop(m, Dir::In, Drop::NoMapping);
+            drop_inbound(m, p, Drop::NoMapping, syns, nsyns);
             continue;
         }
         if (static_slot[i] >= 0 && !static_neighbor(table_.mapping(index[i]), uint32_t(static_slot[i]))) {
@@ -594,7 +612,7 @@ uint16_t Translator::inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const 
             continue;
         }
         if (!inbound_session(index[i], p, now, reason)) {
-            drop(m, Dir::In, reason);
+            drop_inbound(m, p, reason, syns, nsyns);
             continue;
         }
         rewrite_inbound(m, p, table_.mapping(index[i]));
@@ -711,6 +729,19 @@ uint32_t Translator::mapping_at(uint32_t pool_addr_net, uint16_t port_host, L4 l
     const int pool_index = pool_.index_of(pool_addr_net);
     if (pool_index < 0 || !layout_.in_range(port_host) || layout_.owner_of(port_host) != worker_) return kNoMapping;
     return partition(unsigned(pool_index), l4).mapping_of(port_host);
+}
+
+bool Translator::tcp_opened_from_inside(uint32_t pool_addr_net, uint16_t port_net, uint32_t remote_addr_net,
+                                        uint16_t remote_port_net, Tick now) const
+{
+    const uint32_t index = mapping_at(pool_addr_net, rte_be_to_cpu_16(port_net), L4::Tcp);
+    if (index == kNoMapping || !table_.mapping(index).live) return false;
+    bool opened = false;
+    table_.for_each_session(index, [&](const SessionState& s) {
+        opened |= s.remote_addr == remote_addr_net && s.remote_port == remote_port_net && now < s.expires &&
+                  (s.tcp & kSynOut) != 0;
+    });
+    return opened;
 }
 
 uint32_t Translator::mapping_of(uint32_t inside_addr_net, uint16_t inside_port_host, L4 l4) const

@@ -51,6 +51,7 @@ TEST(GatewayConfig, MinimalConfigGetsTheRfcDefaults)
     EXPECT_EQ(g.nat.timeouts.quarantine, 120u);
     EXPECT_EQ(g.nat.workers, 1u);
     EXPECT_EQ(g.steering, Steering::Auto);
+    EXPECT_TRUE(g.icmp_on_unsolicited_syn); // RFC 5382 REQ-4: SHOULD answer, after 6 s
 }
 
 TEST(GatewayConfig, EveryKeyIsRead)
@@ -62,6 +63,7 @@ port_parity = true
 max_mappings = 4096
 max_ports_per_subscriber = 64
 icmp_on_limit = false
+icmp_on_unsolicited_syn = false
 [timeouts]
 udp = 30
 tcp_established = 600
@@ -86,6 +88,7 @@ lcores = "0@0,1@1"
     EXPECT_EQ(g.nat.max_mappings, 4096u);
     EXPECT_EQ(g.nat.max_ports_per_subscriber, 64u);
     EXPECT_FALSE(g.icmp_on_limit);
+    EXPECT_FALSE(g.icmp_on_unsolicited_syn);
     EXPECT_EQ(g.nat.timeouts.udp, 30u);
     EXPECT_EQ(g.nat.timeouts.sctp, 20u);
     EXPECT_EQ(g.nat.timeouts.quarantine, 0u);

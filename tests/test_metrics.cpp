@@ -259,6 +259,19 @@ TEST(MetricsText, MappingLogEventsAndErrorsBySink)
     EXPECT_EQ(e.value("ephemera_mapping_log_errors_total", {{"sink", "file"}}), "34");
 }
 
+TEST(MetricsText, UnsolicitedSynsByOutcome)
+{
+    json stats = sample_stats();
+    stats["unsolicited_syn"] = {{"held", 71}, {"not_held", 72}, {"superseded", 73}, {"answered", 74}};
+    const Exposition e = parse_exposition(ephemera::prometheus_text(stats, nullptr));
+    EXPECT_EQ(e.families.at("ephemera_unsolicited_syns_total").type, "counter");
+    EXPECT_EQ(e.count("ephemera_unsolicited_syns_total"), 4u);
+    EXPECT_EQ(e.value("ephemera_unsolicited_syns_total", {{"result", "held"}}), "71");
+    EXPECT_EQ(e.value("ephemera_unsolicited_syns_total", {{"result", "not_held"}}), "72");
+    EXPECT_EQ(e.value("ephemera_unsolicited_syns_total", {{"result", "superseded"}}), "73");
+    EXPECT_EQ(e.value("ephemera_unsolicited_syns_total", {{"result", "answered"}}), "74");
+}
+
 TEST(MetricsText, PortDropsArePerPort)
 {
     json stats = sample_stats();

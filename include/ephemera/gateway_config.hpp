@@ -60,6 +60,7 @@ struct GatewayConfig {
     uint32_t reassembly_timeout = 2;    // seconds an incomplete datagram is kept
     bool mss_clamp = false;             // lower TCP SYNs' MSS to min(inside, outside mtu) - 40
     bool icmp_on_limit = true;          // answer a refused new flow with ICMP 3/13 (RFC 6888 REQ-11)
+    bool icmp_on_unsolicited_syn = true; // answer an unsolicited inbound SYN with ICMP 3/3 after 6 s (RFC 5382 REQ-4)
     std::vector<std::string> static_mappings; // "PROTO INSIDE:PORT POOLADDR:PORT", made at start
     // nat.exclude: destinations not translated (RFC 6888 REQ-6), (address host order, prefix length)
     std::vector<std::pair<uint32_t, uint8_t>> exclude;

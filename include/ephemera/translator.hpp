@@ -50,7 +50,13 @@ public:
     // packet over (mapping_seen_by_other_worker), or kNoMapping. It saves the
     // partition read here; one that no longer holds the packet's external
     // endpoint (the mapping ended meanwhile) is counted and looked up again.
-    uint16_t inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried = nullptr); // outside -> inside
+    //
+    // Inbound only: when `syns` is given, TCP SYNs dropped as unsolicited (no
+    // mapping, or refused by the filtering mode) are counted but not freed:
+    // they go to syns[0..*nsyns) for the caller to hold and answer later
+    // (RFC 5382 REQ-4), then free. Room for kBurst.
+    uint16_t inbound(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried = nullptr,
+                     rte_mbuf** syns = nullptr, uint16_t* nsyns = nullptr); // outside -> inside
 
     // Ethernet addresses written on forwarded packets. Outbound: our outside
     // MAC and the next hop's. Inbound: our inside MAC; the destination is the
@@ -129,6 +135,12 @@ public:
         const PortPartition& part = partition(pool_index, l4);
         return part.owns(port_host) ? part.mapping_seen_elsewhere(port_host) : kNoMapping;
     }
+    // RFC 5382 REQ-4: whether the inside has opened the TCP connection between
+    // (pool address, port) and (remote address, port) — all network order —
+    // with a SYN translated outbound, so that an unsolicited SYN held for it
+    // is to be dropped silently rather than answered.
+    bool tcp_opened_from_inside(uint32_t pool_addr_net, uint16_t port_net, uint32_t remote_addr_net,
+                                uint16_t remote_port_net, Tick now) const;
     // The mapping of (inside addr, inside port) for l4, or kNoMapping.
     uint32_t mapping_of(uint32_t inside_addr_net, uint16_t inside_port_host, L4 l4) const;
     size_t memory_bytes() const;
@@ -140,7 +152,9 @@ private:
     unsigned part_index(unsigned pool_index, L4 l4) const { return unsigned(l4) * pool_.size() + pool_index; }
     void drop(rte_mbuf* m, Dir dir, Drop reason);
     template <bool with_carried>
-    uint16_t inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried);
+    uint16_t inbound_burst(rte_mbuf** pkts, uint16_t n, Tick now, const uint32_t* carried, rte_mbuf** syns,
+                           uint16_t* nsyns);
+    void drop_inbound(rte_mbuf* m, const Parsed& p, Drop reason, rte_mbuf** syns, uint16_t* nsyns);
     const uint32_t* inbound_slot(const Parsed& p, int32_t& static_slot, uint32_t& static_index, Drop& why) const;
     int32_t create_mapping(const Parsed& p, const rte_mbuf* m, Tick now, Drop& why);
     SessionState* new_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port, Tick now);

@@ -146,6 +146,135 @@ class UnsolicitedInbound(unittest.TestCase):
         self.assertIsNotNone(seen, f"the capture on {IN_IF} missed the SYN-ACK: it is broken")
 
 
+def _shares() -> list[tuple[int, int]]:
+    """Each worker's share of the port range, in worker order (as PortLayout splits it)."""
+    first, last = L.lab().ports
+    workers = L.lab().workers
+    size = last - first + 1
+    base, extra = divmod(size, workers)
+    out, start = [], first
+    for w in range(workers):
+        n = base + (1 if w < extra else 0)
+        out.append((start, start + n - 1))
+        start += n
+    return out
+
+
+class UnsolicitedSyn(unittest.TestCase):
+    """RFC 5382 REQ-4: an unsolicited inbound SYN is not answered for at least 6 s; if the
+    inside host opens that very connection meanwhile, the SYN is dropped silently (the
+    handshake completes and the SYN never reaches the inside); otherwise it is answered with
+    ICMP port unreachable (3/3) from the pool address, quoting it. ephemera only (the Linux
+    lab has no such hold). Early in the suite, while few mappings exist (under
+    endpoint-independent filtering a mapping would admit the SYN)."""
+
+    QUIET_S = 5.8   # nothing may come back before this (the hold is 6 s)
+    ANSWER_S = 9.0  # ... and the answer must have come by this
+
+    def setUp(self):
+        if L.lab().gateway != "ephemera":
+            self.skipTest("ephemera's hold of unsolicited SYNs")
+
+    def _send_syn(self, sport: int, dst: str, dport: int, seq: int) -> None:
+        raw = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        with raw:
+            raw.sendto(L.ipv4_packet(OUT_IP, dst, PROTO_TCP, L.tcp_syn_segment(OUT_IP, dst, sport, dport, seq)),
+                       (dst, 0))
+
+    @staticmethod
+    def _answers(packets, dst: str, dport: int, seq: int) -> list:
+        """ICMP errors or TCP resets on out0 that answer the SYN (OUT_IP -> dst:dport, seq)."""
+        found = []
+        for p in packets:
+            if p.dst != OUT_IP:
+                continue
+            if p.proto == PROTO_TCP and p.src == dst and p.sport == dport and len(p.l4) >= 14 and p.l4[13] & 0x04:
+                found.append(p)
+            elif p.proto == PROTO_ICMP and p.icmp_type in (3, 11, 12) and len(p.l4) >= 8:
+                q = L.parse_ipv4(p.l4[8:])
+                if (q is not None and q.proto == PROTO_TCP and (q.src, q.dst, q.dport) == (OUT_IP, dst, dport)
+                        and len(q.l4) >= 8 and struct.unpack("!I", q.l4[4:8])[0] == seq):
+                    found.append(p)
+        return found
+
+    def test_rfc5382_req4_unsolicited_syn_answered_with_port_unreachable_after_6_s(self):
+        lab = L.lab()
+        dst = lab.pool_addresses()[-1]
+        dport = lab.ports[1] - 7
+        sport, seq = 47710, 0x5EED4444
+        before = L.read_stats()
+        with L.Sniffer(NS_OUT, OUT_IF) as sniff:
+            sent = time.monotonic()
+            self._send_syn(sport, dst, dport, seq)
+            time.sleep(max(0.0, sent + self.QUIET_S - time.monotonic()))
+            early = self._answers(sniff.snapshot(), dst, dport, seq)
+            answer = sniff.wait_for(lambda p: bool(self._answers([p], dst, dport, seq)),
+                                    max(0.0, sent + self.ANSWER_S - time.monotonic()))
+            waited = time.monotonic() - sent
+        self.assertEqual([], [str(p) for p in early], f"answered within {self.QUIET_S} s of the SYN")
+        self.assertIsNotNone(answer, f"no ICMP 3/3 within {self.ANSWER_S} s of an unsolicited SYN to {dst}:{dport}")
+        self.assertEqual((PROTO_ICMP, 3, 3), (answer.proto, answer.icmp_type, answer.l4[1]), str(answer))
+        self.assertEqual(dst, answer.src, "port unreachable comes from the address the SYN was sent to")
+        self.assertTrue(answer.ip_ok and answer.l4_checksum_ok(), f"bad checksum: {answer}")
+        after = L.fresh_stats(time.time())
+        grew = {k: after["unsolicited_syn"][k] - before["unsolicited_syn"][k] for k in ("held", "answered")}
+        self.assertGreaterEqual(grew["held"], 1, grew)
+        self.assertGreaterEqual(grew["answered"], 1, grew)
+        note(f"unsolicited SYN to {dst}:{dport}: ICMP 3/3 seen by {waited:.1f} s, none in the first {self.QUIET_S} s")
+
+    def test_rfc5382_req4_syn_silently_dropped_when_inside_opens_the_connection(self):
+        """Simultaneous open: Y's SYN to X':x first (no mapping yet: held), then X connects
+        from x to Y (port preservation, run_e2e.py's GATEWAY_CONFIG, gives it x' = x): the
+        handshake completes, Y's first SYN never reaches X, and it is never answered."""
+        lab = L.lab()
+        # The pool address paired with IN_IP, and a share of the range its worker owns
+        # (a UDP source port there is kept).
+        probe_server = _udp_socket(NS_OUT, OUT_IP, 47720, 1)
+        self.addCleanup(probe_server.close)
+        x = pool_addr = None
+        for lo, _ in _shares():
+            probe = _udp_socket(NS_IN, IN_IP, lo + 151, 1)
+            self.addCleanup(probe.close)
+            got = L.send_until_received(probe, b"which share", (OUT_IP, 47720), probe_server)
+            self.assertIsNotNone(got, "UDP through the gateway")
+            pool_addr = got[1][0]
+            if got[1][1] == lo + 151:
+                x = lo + 157
+                break
+        self.assertIsNotNone(x, "no share of the range kept a source port (port preservation is on)")
+        listener = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((OUT_IP, 47721))
+        listener.listen(4)
+        seq = 0x5EED5555
+        before = L.read_stats()
+        with L.Sniffer(NS_OUT, OUT_IF) as outside, L.Sniffer(NS_IN, IN_IF) as inside:
+            sent = time.monotonic()
+            self._send_syn(47721, pool_addr, x, seq)
+            time.sleep(2.0)
+            client = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_STREAM)
+            self.addCleanup(client.close)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            client.bind((IN_IP, x))
+            client.settimeout(3)
+            client.connect((OUT_IP, 47721))
+            conn, peer = listener.accept()
+            self.addCleanup(conn.close)
+            conn.sendall(b"simultaneous")
+            self.assertEqual(b"simultaneous", client.recv(64))
+            time.sleep(max(0.0, sent + self.ANSWER_S - time.monotonic()))
+            answered = self._answers(outside.snapshot(), pool_addr, x, seq)
+            delivered = [p for p in inside.snapshot() if p.proto == PROTO_TCP and p.sport == 47721
+                         and len(p.l4) >= 14 and (p.l4[13] & 0x12) == 0x02]
+        self.assertEqual((pool_addr, x), peer, "the connection left with x' = x")
+        self.assertEqual([], [str(p) for p in answered], "the held SYN was answered after all")
+        self.assertEqual([], [str(p) for p in delivered], "the unsolicited SYN reached the inside")
+        after = L.fresh_stats(time.time())
+        self.assertGreaterEqual(after["unsolicited_syn"]["superseded"] - before["unsolicited_syn"]["superseded"], 1)
+        note(f"simultaneous open on {pool_addr}:{x}: handshake completed, the held SYN dropped unanswered")
+
+
 class _WhoAmI(BaseHTTPRequestHandler):
     """Answers every GET with the client address it saw, and records it on the server."""
 
@@ -689,16 +818,7 @@ class PortPreservation(unittest.TestCase):
     hashes to. Early in the suite, so that the ports tried are not held by earlier flows."""
 
     def shares(self) -> list[tuple[int, int]]:
-        first, last = L.lab().ports
-        workers = L.lab().workers
-        size = last - first + 1
-        base, extra = divmod(size, workers)
-        out, start = [], first
-        for w in range(workers):
-            n = base + (1 if w < extra else 0)
-            out.append((start, start + n - 1))
-            start += n
-        return out
+        return _shares()
 
     def test_inside_port_kept_when_free_in_the_owners_share_of_the_range(self):
         lab = L.lab()
@@ -726,7 +846,7 @@ class PortPreservation(unittest.TestCase):
         note(f"port preservation: {IN_IP} kept its source ports in worker {kept[0][0]}'s share {shares[kept[0][0]]}")
 
 
-ORDER = [UnsolicitedInbound, PortPreservation, IcmpEcho, HttpThroughGateway, IcmpErrors, Iperf3, ManySubscribers,
+ORDER = [UnsolicitedInbound, UnsolicitedSyn, PortPreservation, IcmpEcho, HttpThroughGateway, IcmpErrors, Iperf3, ManySubscribers,
          Hairpinning, FragmentedDatagrams, ExcludedDestination, ControlClient, GatewayCounters]
 
 
