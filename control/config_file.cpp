@@ -313,6 +313,12 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
             if (!v->empty()) check_endpoint("metrics.listen", *v);
             g.metrics.listen = *v;
         }
+        if (auto v = r.get<bool>("pcp", "enabled", "true or false")) g.pcp.enabled = *v;
+        if (auto v = r.number("pcp", "min_lifetime", 1, 7u * 86400)) g.pcp.min_lifetime = uint32_t(*v);
+        if (auto v = r.number("pcp", "max_lifetime", 1, 7u * 86400)) g.pcp.max_lifetime = uint32_t(*v);
+        if (g.pcp.min_lifetime > g.pcp.max_lifetime)
+            Reader::fail("pcp.min_lifetime", std::to_string(g.pcp.min_lifetime), "exceeds pcp.max_lifetime");
+        n.explicit_mappings = g.pcp.enabled;
 
         r.reject_unknown();
         validate(n);

@@ -100,6 +100,9 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         gw.syns_not_held += c.syns_not_held;
         gw.syns_superseded += c.syns_superseded;
         gw.port_unreachable_sent += c.port_unreachable_sent;
+        gw.pcp_requests += c.pcp_requests;
+        gw.pcp_errors += c.pcp_errors;
+        gw.pcp_dropped += c.pcp_dropped;
         mappings += w->translator().table().mapping_count();
     }
     nlohmann::json drops;
@@ -151,6 +154,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
           {"not_held", gw.syns_not_held},
           {"superseded", gw.syns_superseded},
           {"answered", gw.port_unreachable_sent}}},
+        {"pcp", {{"answered", gw.pcp_requests}, {"errors", gw.pcp_errors}, {"dropped", gw.pcp_dropped}}},
         {"parity_fallbacks", nat.parity_fallbacks},
         {"ports_preserved", nat.ports_preserved},
         {"events_lost", nat.events_lost},

@@ -123,6 +123,8 @@ const std::vector<Family>& families()
         {"ephemera_unsolicited_syns_total", "counter", "unsolicited_syn", {"result"},
          "Unsolicited inbound TCP SYNs (RFC 5382 REQ-4) by outcome: held for 6 s, not held (hold full), "
          "superseded (the inside opened the connection meanwhile), answered with ICMP 3/3."},
+        {"ephemera_pcp_requests_total", "counter", "pcp", {"outcome"},
+         "PCP requests (RFC 6887): answered (errors included), answered with an error, dropped unanswered."},
         {"ephemera_icmp_rate_limited_total", "counter", "icmp_rate_limited", {},
          "ICMP errors not sent because of the rate limit."},
         {"ephemera_no_next_hop_total", "counter", "no_next_hop", {},

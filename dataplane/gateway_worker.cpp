@@ -14,6 +14,7 @@
 
 #include "checksum.hpp"
 #include "mss_clamp.hpp"
+#include "pcp.hpp"
 #include "ephemera/expiry.hpp"
 #include "steering.hpp"
 
@@ -250,6 +251,7 @@ bool Worker::local_or_expired(rte_mbuf* m, uint16_t l3, Port port, uint64_t tsc)
 {
     const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
     if (ip->dst_addr == shared_.addr[kInside] || ip->dst_addr == shared_.addr[kOutside]) {
+        if (port == kInside && pcp_request(m, l3)) return true;
         if (router::icmp_echo_reply(m, l3)) {
             ++counters_.echo_replies;
             send(port, m);
@@ -584,9 +586,13 @@ void Worker::drain_handoff(Tick now)
     for (unsigned from = 0; from < shared_.workers; ++from) {
         if (from == id_) continue;
         const unsigned slot = from * shared_.workers + id_;
-        unsigned n = rte_ring_sc_dequeue_burst_elem(shared_.handoff[unsigned(Dir::Out)][slot], entries,
-                                                    sizeof(Handoff), kBurst, nullptr);
-        for (unsigned i = 0; i < n; ++i) pkts[i] = entries[i].m;
+        const unsigned got = rte_ring_sc_dequeue_burst_elem(shared_.handoff[unsigned(Dir::Out)][slot], entries,
+                                                            sizeof(Handoff), kBurst, nullptr);
+        unsigned n = 0;
+        for (unsigned i = 0; i < got; ++i) {
+            if (entries[i].mapping == kPcpRequest) [[unlikely]] answer_pcp(entries[i].m);
+            else pkts[n++] = entries[i].m;
+        }
         if (n) outbound(pkts, uint16_t(n), now);
         n = rte_ring_sc_dequeue_burst_elem(shared_.handoff[unsigned(Dir::In)][slot], entries, sizeof(Handoff), kBurst,
                                            nullptr);
@@ -609,6 +615,93 @@ void Worker::drain_handoff(Tick now)
             send(kOutside, pkts[i]);
         }
     }
+}
+
+// A UDP datagram to the PCP server port of our inside address: answered by
+// the subscriber's worker (handed over to it when that is another). True when
+// m was taken.
+bool Worker::pcp_request(rte_mbuf* m, uint16_t l3)
+{
+    const auto* ip = rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, l3);
+    if (!shared_.config->pcp.enabled || ip->dst_addr != shared_.addr[kInside] || ip->next_proto_id != IPPROTO_UDP)
+        return false;
+    const unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
+    if (l3 + ihl + sizeof(rte_udp_hdr) > m->data_len ||
+        rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, l3 + ihl)->dst_port != rte_cpu_to_be_16(pcp::kServerPort))
+        return false;
+    const unsigned owner = shared_.workers > 1 ? shared_.subscriber_worker(ip->src_addr) : id_;
+    if (owner == id_) answer_pcp(m);
+    else hand_off(Dir::Out, owner, m, kPcpRequest);
+    return true;
+}
+
+// Turns the request m into its response, from our inside address and the
+// server port back to the client (RFC 6887 §8.3), and sends it.
+void Worker::answer_pcp(rte_mbuf* m)
+{
+    const uint16_t l3 = steer::ipv4_offset(m);
+    auto* ip = l3 ? rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3) : nullptr;
+    const unsigned ihl = ip ? (ip->version_ihl & 0x0f) * 4u : 0;
+    auto* udp = ip ? rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, l3 + ihl) : nullptr;
+    const unsigned udp_len = udp ? rte_be_to_cpu_16(udp->dgram_len) : 0;
+    bool valid = udp != nullptr && m->nb_segs == 1 && udp_len >= sizeof(rte_udp_hdr) &&
+                 l3 + ihl + udp_len <= m->data_len && rte_be_to_cpu_16(ip->total_length) == ihl + udp_len &&
+                 !(ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK));
+    if (valid && udp->dgram_cksum != 0) { // recomputed: the request is rewritten into the response anyway
+        const uint16_t sent = udp->dgram_cksum;
+        udp->dgram_cksum = 0;
+        valid = rte_ipv4_udptcp_cksum(ip, udp) == sent;
+    }
+    if (!valid) {
+        ++counters_.pcp_dropped;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    const uint32_t client = ip->src_addr;
+    const uint16_t client_port = udp->src_port;
+    const rte_ether_addr client_mac = rte_pktmbuf_mtod(m, const rte_ether_hdr*)->src_addr;
+    uint8_t resp[pcp::kMaxMessage];
+    pcp::Outcome outcome;
+    const Tick now = shared_.clock->now();
+    const pcp::Limits limits{shared_.config->pcp.min_lifetime, shared_.config->pcp.max_lifetime};
+    const size_t n = pcp::answer(reinterpret_cast<const uint8_t*>(udp + 1), udp_len - sizeof(rte_udp_hdr), client,
+                                 client_mac, nat_, now, now, limits, resp, outcome);
+    if (n == 0) {
+        ++counters_.pcp_dropped;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    ++counters_.pcp_requests;
+    counters_.pcp_errors += outcome.result != pcp::kSuccess;
+    // The response: L2 header as it came (a VLAN tag kept), then IPv4 without options, UDP, PCP.
+    const uint32_t want = uint32_t(l3 + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr) + n);
+    if (want > m->data_len ? rte_pktmbuf_append(m, uint16_t(want - m->data_len)) == nullptr
+                           : rte_pktmbuf_trim(m, uint16_t(m->data_len - want)) != 0) {
+        ++counters_.pcp_dropped;
+        rte_pktmbuf_free(m);
+        return;
+    }
+    auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+    eth->dst_addr = client_mac;
+    eth->src_addr = shared_.mac[kInside];
+    ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3);
+    std::memset(ip, 0, sizeof *ip);
+    ip->version_ihl = 0x45;
+    ip->total_length = rte_cpu_to_be_16(uint16_t(want - l3));
+    ip->time_to_live = 64;
+    ip->next_proto_id = IPPROTO_UDP;
+    ip->src_addr = shared_.addr[kInside];
+    ip->dst_addr = client;
+    auto* out = reinterpret_cast<rte_udp_hdr*>(ip + 1);
+    out->src_port = rte_cpu_to_be_16(pcp::kServerPort);
+    out->dst_port = client_port;
+    out->dgram_len = rte_cpu_to_be_16(uint16_t(sizeof(rte_udp_hdr) + n));
+    out->dgram_cksum = 0;
+    std::memcpy(out + 1, resp, n);
+    out->dgram_cksum = rte_ipv4_udptcp_cksum(ip, out);
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+    m->ol_flags = 0;
+    send(kInside, m);
 }
 
 void Worker::answer_queries(Tick now, bool stopping)

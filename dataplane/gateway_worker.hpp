@@ -61,6 +61,10 @@ struct alignas(64) GatewayCounters {
     uint64_t syns_not_held = 0;     // hold full (or too short to quote): dropped silently
     uint64_t syns_superseded = 0;   // the inside opened the connection meanwhile: dropped silently
     uint64_t port_unreachable_sent = 0; // ICMP 3/3 for held SYNs whose time was up
+    // PCP server (pcp.enabled): requests to the inside address, UDP 5351
+    uint64_t pcp_requests = 0;      // answered by this worker (the subscriber's)
+    uint64_t pcp_errors = 0;        // ... with a result other than SUCCESS
+    uint64_t pcp_dropped = 0;       // not answered: malformed UDP, too short, a response
 };
 
 // What a handoff ring carries: the packet and, for an outside packet, the
@@ -72,6 +76,9 @@ struct Handoff {
     uint32_t pad;
 };
 static_assert(sizeof(Handoff) == 16); // rte_ring elements: a multiple of 4 bytes
+// Handoff::mapping of an inside packet that is a PCP request for the
+// receiving worker to answer (the subscriber's worker owns its mappings).
+inline constexpr uint32_t kPcpRequest = kNoMapping - 1;
 
 // Everything the workers share: read-only after start, except the atomics.
 struct GatewayShared {
@@ -167,6 +174,8 @@ private:
     void sync_next_hop();
     void answer_queries(Tick now, bool stopping);
     void hold_syns(rte_mbuf** syns, uint16_t n);
+    bool pcp_request(rte_mbuf* m, uint16_t l3);
+    void answer_pcp(rte_mbuf* m);
     void answer_held_syns(Tick now, uint64_t tsc);
 
     GatewayShared& shared_;

@@ -85,6 +85,7 @@ int32_t SessionTable::add_mapping(const MappingKey& key)
     m.first = SessionState{};
     m.block = 0;
     m.is_static = 0;
+    m.is_explicit = 0;
     publish_expires(m, 0);
     publish_live(m, 1);
     ++mapping_count_;

@@ -18,6 +18,7 @@ Translator::Translator(const NatConfig& config, const PortLayout& layout, unsign
     : timeouts_(config.timeouts),
       filtering_(config.filtering),
       parity_(config.port_parity),
+      preserve_ports_(config.port_preservation),
       max_sessions_per_mapping_(config.max_sessions_per_mapping),
       max_ports_per_subscriber_(config.max_ports_per_subscriber),
       layout_(layout),
@@ -54,7 +55,9 @@ Translator::Translator(const NatConfig& config, const PortLayout& layout, unsign
             parts_.emplace_back(layout.first_of(worker), layout.size_of(worker), config.port_parity,
                                 config.randomize_ports,
                                 config.port_seed ^ (uint64_t(worker) << 48) ^ (uint64_t(l4) << 40) ^ p,
-                                /*with_fifo=*/blocks_ == nullptr, config.port_preservation);
+                                /*with_fifo=*/blocks_ == nullptr,
+                                /*preserve=*/config.port_preservation || config.explicit_mappings);
+    if (config.explicit_mappings) nonces_ = DpdkArray<Nonce>(table_.capacity(), socket);
 }
 
 void Translator::set_outside_l2(const rte_ether_addr& src, const rte_ether_addr& next_hop)
@@ -90,12 +93,20 @@ void Translator::emit_block(MappingEventType type, uint32_t block, uint32_t subs
 }
 
 bool Translator::allocate_port(const Parsed& p, unsigned pool_index, Tick now, uint16_t& port, uint32_t& block,
-                               Drop& why)
+                               Drop& why, uint16_t wanted, bool wanted_only)
 {
     if (blocks_ == nullptr) {
         PortPartition& part = partition(pool_index, p.space);
+        if (wanted != 0 && part.take(now, timeouts_.quarantine, wanted)) { // PCP's suggestion
+            port = wanted;
+            return true;
+        }
+        if (wanted_only) {
+            why = Drop::PortsExhausted;
+            return false;
+        }
         const uint16_t sport = rte_be_to_cpu_16(p.sport);
-        if (part.take(now, timeouts_.quarantine, sport)) { // port preservation, when on
+        if (preserve_ports_ && part.take(now, timeouts_.quarantine, sport)) { // port preservation
             port = sport;
             ++stats_.ports_preserved;
             return true;
@@ -107,6 +118,10 @@ bool Translator::allocate_port(const Parsed& p, unsigned pool_index, Tick now, u
         }
         stats_.parity_fallbacks += fallback;
         return true;
+    }
+    if (wanted_only) { // blocks decide the port: a suggestion cannot be promised
+        why = Drop::PortsExhausted;
+        return false;
     }
     if (det_) { // `block` is the host's, from pool_index_of()
         if (blocks_->allocate_fixed(p.src, block, p.space, port) == PortBlocks::Result::Ok) return true;
@@ -192,7 +207,8 @@ bool Translator::pool_index_of(uint32_t subscriber_net, unsigned& pool_index, ui
     return true;
 }
 
-int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now, Drop& why)
+int32_t Translator::create_mapping(const Parsed& p, const uint8_t* inside_mac, Tick now, Drop& why, uint16_t wanted,
+                                   bool wanted_only)
 {
     const MappingKey key{p.src, p.sport, uint8_t(p.space)};
     // An earlier packet of this burst may have created it already.
@@ -220,7 +236,7 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
     if (!pool_index_of(p.src, pool_index, block, why)) return -1;
     PortPartition& part = partition(pool_index, p.space);
     uint16_t port = 0;
-    if (!allocate_port(p, pool_index, now, port, block, why)) return -1;
+    if (!allocate_port(p, pool_index, now, port, block, why, wanted, wanted_only)) return -1;
     const int32_t index = table_.add_mapping(key);
     if (index >= 0 && subscribers_ && !subscribers_->acquire(p.src)) {
         table_.remove_mapping(uint32_t(index));
@@ -240,7 +256,7 @@ int32_t Translator::create_mapping(const Parsed& p, const rte_mbuf* m, Tick now,
     map.ip_delta = csum::delta32(map.in_addr, map.ext_addr);
     map.port_delta = csum::delta16(map.in_port, map.ext_port);
     map.l4_delta = csum::add(map.ip_delta, map.port_delta);
-    std::memcpy(map.inside_mac, rte_pktmbuf_mtod(m, const rte_ether_hdr*)->src_addr.addr_bytes, RTE_ETHER_ADDR_LEN);
+    std::memcpy(map.inside_mac, inside_mac, RTE_ETHER_ADDR_LEN);
     map.created = now;
     map.block = block;
     publish_expires(map, now);
@@ -308,7 +324,7 @@ SessionState* Translator::new_session(uint32_t index, uint32_t remote_addr, uint
     SessionState* s = table_.find_session(index, p.src, rport);
     if (s == nullptr || now >= s->expires) {
         // Not a live session: the filtering mode decides (RFC 4787 REQ-8).
-        const bool admit = map.is_static || filtering_ == FilteringMode::EndpointIndependent ||
+        const bool admit = map.is_static || map.is_explicit || filtering_ == FilteringMode::EndpointIndependent ||
                            (filtering_ == FilteringMode::AddressDependent && table_.has_remote_addr(index, p.src, now));
         if (!admit) {
             why = Drop::Filtered;
@@ -454,7 +470,9 @@ uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now, rte_mbuf** 
             continue;
         }
         int32_t index = found[key_of[i]];
-        if (index < 0 && (index = create_mapping(p, m, now, reason)) < 0) {
+        if (index < 0 &&
+            (index = create_mapping(p, rte_pktmbuf_mtod(m, const rte_ether_hdr*)->src_addr.addr_bytes, now, reason)) <
+                0) {
             if (refused && reason != Drop::NoMapping) {
                 ++stats_.drops[unsigned(Dir::Out)][unsigned(reason)];
                 refused[(*nrefused)++] = m; // the caller answers and frees it
@@ -661,6 +679,10 @@ uint32_t Translator::expire_mapping(uint32_t index, Tick now)
     // A live mapping may still hold sessions that ended: sweep those too.
     if (!map.live || (now < map.expires && map.extra_count == 0)) return 0;
     stats_.sessions_released += table_.expire_sessions(index, now);
+    // A PCP mapping whose lifetime ran out while it still carries traffic
+    // goes on as an ordinary one: filtered again (its lifetime holder, remote
+    // 0.0.0.0:0, is the session that just ended).
+    if (map.is_explicit && table_.find_session(index, 0, 0) == nullptr) map.is_explicit = 0;
     if (table_.session_count(index) != 0 || map.is_static) return 0;
     release_mapping(index, now);
     return 1;

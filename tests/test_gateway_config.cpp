@@ -232,6 +232,22 @@ TEST(GatewayConfig, PortPreservationIsReadAndOffByDefault)
               std::string::npos);
 }
 
+TEST(GatewayConfig, PcpIsOffByDefaultAndItsLifetimesAreRead)
+{
+    const GatewayConfig off = parse_gateway_config(kMinimal, "lab.toml");
+    EXPECT_FALSE(off.pcp.enabled);
+    EXPECT_FALSE(off.nat.explicit_mappings);
+    const GatewayConfig on =
+        parse_gateway_config(kMinimal + "[pcp]\nenabled = true\nmin_lifetime = 60\nmax_lifetime = 3600\n", "lab.toml");
+    EXPECT_TRUE(on.pcp.enabled);
+    EXPECT_TRUE(on.nat.explicit_mappings) << "the translators keep PCP nonces";
+    EXPECT_EQ(on.pcp.min_lifetime, 60u);
+    EXPECT_EQ(on.pcp.max_lifetime, 3600u);
+    EXPECT_NE(error_of(kMinimal + "[pcp]\nmin_lifetime = 7200\nmax_lifetime = 3600\n").find("pcp.min_lifetime"),
+              std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "[pcp]\nport = 5351\n").find("pcp.port"), std::string::npos);
+}
+
 TEST(GatewayConfig, DeterministicPrefixIsRead)
 {
     const GatewayConfig g = parse_gateway_config(kMinimal + "deterministic = \"100.64.0.0/22\"\n", "lab.toml");

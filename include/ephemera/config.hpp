@@ -55,6 +55,7 @@ struct NatConfig {
     uint32_t port_block_size = 0;             // ports per block (port-block mode); 0: one port at a time
     uint32_t max_blocks_per_subscriber = 8;   // port-block mode: blocks one subscriber may hold
     uint32_t max_static_mappings = 1024;      // port forwards (ephemeractl static), for the gateway
+    bool explicit_mappings = false;           // PCP (RFC 6887) may make mappings: keep their nonces
     // RFC 7422 deterministic mode (deterministic.hpp): every address of this
     // inside prefix (host order) has a fixed pool address and port range.
     bool deterministic = false;

@@ -44,6 +44,13 @@ struct MetricsConfig {
     std::string listen = "127.0.0.1:9469"; // Prometheus text endpoint; "" to turn off
 };
 
+// PCP server for the subscribers (RFC 6887, RFC 6888 REQ-9) on the inside address, UDP 5351.
+struct PcpConfig {
+    bool enabled = false;
+    uint32_t min_lifetime = 120;   // seconds granted at least (RFC 6887 §15)
+    uint32_t max_lifetime = 86400; // and at most
+};
+
 struct GatewayConfig {
     std::vector<std::string> eal_args;
     std::string lcores;                 // --lcores value; empty: one core per lcore from 0
@@ -67,6 +74,7 @@ struct GatewayConfig {
     NatConfig nat;
     MappingLogConfig log;
     MetricsConfig metrics;
+    PcpConfig pcp;
 };
 
 // Reads and validates FILE. Throws ConfigError with "FILE: key = value: why"

@@ -65,7 +65,8 @@ struct alignas(64) Mapping {
     SessionState first;
     uint32_t block;        // port-block mode: the block the port came from
     uint8_t is_static;     // a static mapping (port forward): never expires
-    uint8_t pad1[3];
+    uint8_t is_explicit;   // made by PCP (RFC 6887 MAP): admits inbound from anyone
+    uint8_t pad1[2];
 };
 static_assert(sizeof(Mapping) == 64);
 

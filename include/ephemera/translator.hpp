@@ -4,6 +4,7 @@
 // burst path locks, allocates, throws or calls virtually.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -16,6 +17,7 @@ struct rte_ring;
 #include "ephemera/clock.hpp"
 #include "ephemera/config.hpp"
 #include "ephemera/deterministic.hpp"
+#include "ephemera/dpdk_array.hpp"
 #include "ephemera/flow_key.hpp"
 #include "ephemera/mapping_event.hpp"
 #include "ephemera/pool.hpp"
@@ -82,6 +84,31 @@ public:
     StaticResult add_static(const StaticSlot& s, Tick now, uint32_t& index);
     // Ends a static mapping: its sessions go; its port is no one's to reuse.
     void remove_static(uint32_t index, Tick now);
+    // PCP (RFC 6887 MAP, RFC 6888 REQ-9): an explicit mapping of an inside
+    // endpoint. It admits inbound traffic from anyone whatever the filtering
+    // mode, and lives until its lifetime ends or its last session does,
+    // whichever is later: a session with the remote endpoint 0.0.0.0:0 (which
+    // no packet has) carries the lifetime, so expiry treats it like any other.
+    // Needs NatConfig::explicit_mappings.
+    using Nonce = std::array<uint8_t, 12>;
+    struct ExplicitRequest {
+        uint32_t in_addr = 0;        // network order
+        uint16_t in_port = 0;        // network order
+        L4 l4 = L4::Udp;
+        uint16_t suggested_port = 0; // host order; 0: none
+        uint32_t suggested_addr = 0; // network order; 0: none
+        bool prefer_failure = false; // the suggestion or nothing
+        Tick lifetime = 0;           // seconds; 0: delete the mapping
+        Nonce nonce{};
+        rte_ether_addr inside_mac{}; // where inbound traffic goes
+    };
+    enum class ExplicitResult : uint8_t { Ok, NotAuthorized, NoResources, UserExQuota, CannotProvideExternal };
+    struct ExplicitMapping {
+        uint32_t ext_addr = 0; // network order
+        uint16_t ext_port = 0; // host order
+        Tick lifetime = 0;     // granted
+    };
+    ExplicitResult map_explicit(const ExplicitRequest& r, Tick now, ExplicitMapping& granted);
     // Visits up to `budget` mapping slots from a rolling cursor, ends expired
     // sessions and releases mappings left without one. Returns mappings released.
     uint32_t expire(Tick now, uint32_t budget);
@@ -156,7 +183,9 @@ private:
                            uint16_t* nsyns);
     void drop_inbound(rte_mbuf* m, const Parsed& p, Drop reason, rte_mbuf** syns, uint16_t* nsyns);
     const uint32_t* inbound_slot(const Parsed& p, int32_t& static_slot, uint32_t& static_index, Drop& why) const;
-    int32_t create_mapping(const Parsed& p, const rte_mbuf* m, Tick now, Drop& why);
+    // wanted: an external port asked for (PCP), else 0; wanted_only: that or none.
+    int32_t create_mapping(const Parsed& p, const uint8_t* inside_mac, Tick now, Drop& why, uint16_t wanted = 0,
+                           bool wanted_only = false);
     SessionState* new_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port, Tick now);
     void refresh(Mapping& map, uint32_t index, SessionState& s, Tick now);
     bool outbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why);
@@ -174,12 +203,15 @@ private:
     bool pool_index_of(uint32_t subscriber_net, unsigned& pool_index, uint32_t& block, Drop& why) const;
     // In deterministic mode `block` comes in as the host's; in port-block mode
     // it goes out as the block the port came from.
-    bool allocate_port(const Parsed& p, unsigned pool_index, Tick now, uint16_t& port, uint32_t& block, Drop& why);
+    bool allocate_port(const Parsed& p, unsigned pool_index, Tick now, uint16_t& port, uint32_t& block, Drop& why,
+                       uint16_t wanted, bool wanted_only);
+    void end_explicit(uint32_t index, Tick now);
     void release_port(uint32_t subscriber, unsigned pool_index, L4 l4, uint16_t port, uint32_t block, Tick now);
 
     Timeouts timeouts_;
     FilteringMode filtering_;
     bool parity_;
+    bool preserve_ports_; // nat.port_preservation
     uint32_t max_sessions_per_mapping_;
     uint32_t max_ports_per_subscriber_;
     const PortLayout& layout_;
@@ -190,6 +222,7 @@ private:
     std::unique_ptr<SubscriberTable> subscribers_; // only with a per-subscriber limit
     std::unique_ptr<PortBlocks> blocks_;           // only in port-block and deterministic mode
     std::unique_ptr<DeterministicMap> det_;        // only in deterministic mode (RFC 7422)
+    DpdkArray<Nonce> nonces_;                      // by mapping index, with explicit mappings only
     const StaticTable* statics_ = nullptr;
     rte_ether_addr out_src_{}, out_dst_{}, in_src_{};
     uint32_t sweep_cursor_ = 0;

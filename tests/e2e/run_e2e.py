@@ -80,9 +80,10 @@ DETERMINISTIC_CONFIG = {
 SUITE_CONFIGS = {"control": CONTROL_CONFIG, "blocks": BLOCKS_CONFIG, "deterministic": DETERMINISTIC_CONFIG}
 SUITE_WORKERS = {"deterministic": 2}  # the others: one worker, whose partition is the whole range
 # --suite gateway with ephemera: the lab's template plus an excluded destination
-# (test_gateway.ExcludedDestination: RFC 6888 REQ-6 with 1 and with 4 workers) and port
-# preservation (test_gateway.PortPreservation).
-GATEWAY_CONFIG = {"nat": {"exclude": ["203.0.113.48/29"], "port_preservation": True}}
+# (test_gateway.ExcludedDestination: RFC 6888 REQ-6 with 1 and with 4 workers), port
+# preservation (test_gateway.PortPreservation) and the PCP server (test_gateway.PcpServer).
+GATEWAY_CONFIG = {"nat": {"exclude": ["203.0.113.48/29"], "port_preservation": True},
+                  "pcp": {"enabled": True}}  # test_gateway.PcpServer
 DPDK_PREFIX = "ephemera-lab"
 LAB_LOCK = "/tmp/ephemera-lab.lock"
 

@@ -683,6 +683,85 @@ class ControlClient(unittest.TestCase):
             self.assertTrue(p.stderr.strip() or p.stdout.strip(), args)
 
 
+class PcpServer(unittest.TestCase):
+    """RFC 6888 REQ-9 / RFC 6887: a subscriber asks the gateway's PCP server (inside address,
+    UDP 5351) for a mapping of one of its UDP ports; a host outside then reaches that port
+    through the granted pool address and port although the subscriber never sent from it;
+    after a delete it no longer can. ephemera only, with pcp.enabled (run_e2e.py's
+    GATEWAY_CONFIG); with 4 workers the request is answered by the subscriber's worker."""
+
+    INTERNAL = 47800
+
+    def setUp(self):
+        if L.lab().gateway != "ephemera":
+            self.skipTest("ephemera's PCP server")
+
+    def _ask(self, client: socket.socket, lifetime: int, nonce: bytes) -> bytes:
+        req = (bytes([2, 1, 0, 0]) + struct.pack("!I", lifetime) + b"\0" * 10 + b"\xff\xff" + socket.inet_aton(IN_IP)
+               + nonce + bytes([PROTO_UDP, 0, 0, 0]) + struct.pack("!HH", self.INTERNAL, 0) + b"\0" * 16)
+        for _ in range(4):  # UDP: retried (RFC 6887 §8.1.1), bounded
+            client.sendto(req, (L.GW_IN_IP, 5351))
+            try:
+                data, peer = client.recvfrom(1100)
+            except socket.timeout:
+                continue
+            self.assertEqual((L.GW_IN_IP, 5351), peer, "the answer comes from the address and port asked")
+            return data
+        self.fail("no answer from the PCP server")
+
+    def _reaches_inside(self, outside: socket.socket, inside: socket.socket, dest: tuple, token: bytes) -> bool:
+        for _ in range(3):
+            outside.sendto(token, dest)
+            try:
+                data, peer = inside.recvfrom(2048)
+            except socket.timeout:
+                continue
+            if data == token:
+                self.assertEqual(OUT_IP, peer[0])
+                return True
+        return False
+
+    def _map(self, client: socket.socket, nonce: bytes) -> tuple[str, int]:
+        lab = L.lab()
+        resp = self._ask(client, 300, nonce)
+        self.assertGreaterEqual(len(resp), 60, resp.hex())
+        self.assertEqual((2, 0x81, 0), (resp[0], resp[1], resp[3]), f"version, R|MAP, result: {resp[:4].hex()}")
+        self.assertEqual(300, struct.unpack("!I", resp[4:8])[0], "lifetime granted")
+        self.assertEqual(nonce, resp[24:36])
+        self.assertEqual(b"\0" * 10 + b"\xff\xff", resp[44:56], "an IPv4-mapped address")
+        port = struct.unpack("!H", resp[42:44])[0]
+        addr = socket.inet_ntoa(resp[56:60])
+        self.assertTrue(lab.in_pool(addr), addr)
+        self.assertTrue(lab.in_port_range(port), port)
+        return addr, port
+
+    def test_rfc6888_req9_pcp_map_opens_a_port_and_delete_closes_it(self):
+        client = _udp_socket(NS_IN, IN_IP, 0, 1)
+        self.addCleanup(client.close)
+        inside = _udp_socket(NS_IN, IN_IP, self.INTERNAL, 0.5)
+        self.addCleanup(inside.close)
+        outside = _udp_socket(NS_OUT, OUT_IP, 47801, 1)
+        self.addCleanup(outside.close)
+        before = L.read_stats()
+        # Mapped, then deleted before anyone used it: gone (no session keeps it).
+        first_nonce = os.urandom(12)
+        first = self._map(client, first_nonce)
+        resp = self._ask(client, 0, first_nonce)
+        self.assertEqual((0x81, 0, 0), (resp[1], resp[3], struct.unpack("!I", resp[4:8])[0]),
+                         f"delete: {resp[:8].hex()}")
+        self.assertFalse(self._reaches_inside(outside, inside, first, b"pcp deleted"),
+                         f"{first[0]}:{first[1]} still reaches {IN_IP}:{self.INTERNAL} after the delete")
+        # Mapped again: a host outside reaches the inside port it was never sent from.
+        second = self._map(client, os.urandom(12))
+        self.assertTrue(self._reaches_inside(outside, inside, second, b"pcp opened"),
+                        f"nothing sent to {second[0]}:{second[1]} reached {IN_IP}:{self.INTERNAL}")
+        after = L.fresh_stats(time.time())
+        self.assertGreaterEqual(after["pcp"]["answered"] - before["pcp"]["answered"], 3, after["pcp"])
+        self.assertEqual(after["pcp"]["errors"], before["pcp"]["errors"], after["pcp"])
+        note(f"pcp: {IN_IP}:{self.INTERNAL} mapped to {first[0]}:{first[1]}, deleted (then unreachable), "
+             f"mapped again to {second[0]}:{second[1]} and reached from outside")
+
+
 class GatewayCounters(unittest.TestCase):
     """ephemera only: its counters and its health after all the traffic above."""
 
@@ -847,7 +926,7 @@ class PortPreservation(unittest.TestCase):
 
 
 ORDER = [UnsolicitedInbound, UnsolicitedSyn, PortPreservation, IcmpEcho, HttpThroughGateway, IcmpErrors, Iperf3, ManySubscribers,
-         Hairpinning, FragmentedDatagrams, ExcludedDestination, ControlClient, GatewayCounters]
+         Hairpinning, FragmentedDatagrams, ExcludedDestination, ControlClient, PcpServer, GatewayCounters]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
