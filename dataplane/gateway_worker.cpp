@@ -626,7 +626,7 @@ bool Worker::pcp_request(rte_mbuf* m, uint16_t l3)
     if (!shared_.config->pcp.enabled || ip->dst_addr != shared_.addr[kInside] || ip->next_proto_id != IPPROTO_UDP)
         return false;
     const unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
-    if (l3 + ihl + sizeof(rte_udp_hdr) > m->data_len ||
+    if (ihl < sizeof(rte_ipv4_hdr) || l3 + ihl + sizeof(rte_udp_hdr) > m->data_len ||
         rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, l3 + ihl)->dst_port != rte_cpu_to_be_16(pcp::kServerPort))
         return false;
     const unsigned owner = shared_.workers > 1 ? shared_.subscriber_worker(ip->src_addr) : id_;
@@ -642,11 +642,13 @@ void Worker::answer_pcp(rte_mbuf* m)
     const uint16_t l3 = steer::ipv4_offset(m);
     auto* ip = l3 ? rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3) : nullptr;
     const unsigned ihl = ip ? (ip->version_ihl & 0x0f) * 4u : 0;
+    // pcp_request() saw the IP and UDP headers within the first segment.
     auto* udp = ip ? rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, l3 + ihl) : nullptr;
     const unsigned udp_len = udp ? rte_be_to_cpu_16(udp->dgram_len) : 0;
     bool valid = udp != nullptr && m->nb_segs == 1 && udp_len >= sizeof(rte_udp_hdr) &&
                  l3 + ihl + udp_len <= m->data_len && rte_be_to_cpu_16(ip->total_length) == ihl + udp_len &&
-                 !(ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK));
+                 !(ip->fragment_offset & rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) &&
+                 csum::verify(ip, ihl);
     if (valid && udp->dgram_cksum != 0) { // recomputed: the request is rewritten into the response anyway
         const uint16_t sent = udp->dgram_cksum;
         udp->dgram_cksum = 0;
