@@ -777,7 +777,7 @@ size_t Translator::memory_bytes() const
     size_t bytes = table_.memory_bytes();
     for (const auto& part : parts_) bytes += part.memory_bytes();
     if (blocks_) bytes += blocks_->memory_bytes();
-    return bytes;
+    return bytes + nonces_.bytes();
 }
 
 } // namespace ephemera
