@@ -687,13 +687,7 @@ void Worker::answer_pcp(rte_mbuf* m)
     eth->dst_addr = client_mac;
     eth->src_addr = shared_.mac[kInside];
     ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3);
-    std::memset(ip, 0, sizeof *ip);
-    ip->version_ihl = 0x45;
-    ip->total_length = rte_cpu_to_be_16(uint16_t(want - l3));
-    ip->time_to_live = 64;
-    ip->next_proto_id = IPPROTO_UDP;
-    ip->src_addr = shared_.addr[kInside];
-    ip->dst_addr = client;
+    router::write_ipv4_header(ip, IPPROTO_UDP, shared_.addr[kInside], client, uint16_t(want - l3));
     auto* out = reinterpret_cast<rte_udp_hdr*>(ip + 1);
     out->src_port = rte_cpu_to_be_16(pcp::kServerPort);
     out->dst_port = client_port;
@@ -701,7 +695,6 @@ void Worker::answer_pcp(rte_mbuf* m)
     out->dgram_cksum = 0;
     std::memcpy(out + 1, resp, n);
     out->dgram_cksum = rte_ipv4_udptcp_cksum(ip, out);
-    ip->hdr_checksum = rte_ipv4_cksum(ip);
     m->ol_flags = 0;
     send(kInside, m);
 }

@@ -133,14 +133,7 @@ rte_mbuf* icmp_error_quoting(rte_mempool* mp, const uint8_t* packet, unsigned av
     eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
 
     auto* eip = reinterpret_cast<rte_ipv4_hdr*>(eth + 1);
-    std::memset(eip, 0, sizeof *eip);
-    eip->version_ihl = 0x45;
-    eip->total_length = rte_cpu_to_be_16(uint16_t(len - sizeof(rte_ether_hdr)));
-    eip->time_to_live = 64;
-    eip->next_proto_id = IPPROTO_ICMP;
-    eip->src_addr = src_net;
-    eip->dst_addr = ip->src_addr;
-    eip->hdr_checksum = csum::compute(eip, sizeof *eip);
+    write_ipv4_header(eip, IPPROTO_ICMP, src_net, ip->src_addr, uint16_t(len - sizeof(rte_ether_hdr)));
 
     auto* icmp = reinterpret_cast<rte_icmp_hdr*>(eip + 1);
     std::memset(icmp, 0, sizeof *icmp);
@@ -150,6 +143,18 @@ rte_mbuf* icmp_error_quoting(rte_mempool* mp, const uint8_t* packet, unsigned av
     std::memcpy(icmp + 1, ip, quote);
     icmp->icmp_cksum = csum::compute(icmp, sizeof *icmp + quote);
     return e;
+}
+
+void write_ipv4_header(rte_ipv4_hdr* ip, uint8_t proto, uint32_t src_net, uint32_t dst_net, uint16_t total_len)
+{
+    std::memset(ip, 0, sizeof *ip);
+    ip->version_ihl = 0x45;
+    ip->total_length = rte_cpu_to_be_16(total_len);
+    ip->time_to_live = 64;
+    ip->next_proto_id = proto;
+    ip->src_addr = src_net;
+    ip->dst_addr = dst_net;
+    ip->hdr_checksum = csum::compute(ip, sizeof *ip);
 }
 
 RateLimit::RateLimit(uint32_t per_second, uint64_t tsc_hz)

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include <rte_ether.h>
+#include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
@@ -41,6 +42,10 @@ rte_mbuf* icmp_error(rte_mempool* mp, const rte_mbuf* m, uint16_t l3, uint8_t ty
 rte_mbuf* icmp_error_quoting(rte_mempool* mp, const uint8_t* packet, unsigned avail, const rte_ether_addr& to_mac,
                              uint8_t type, uint8_t code, uint32_t src_net, const rte_ether_addr& src_mac,
                              uint16_t next_hop_mtu = 0);
+
+// A 20-byte IPv4 header for a packet the gateway originates (TTL 64, no
+// options, checksum filled in); total_len counts the header.
+void write_ipv4_header(rte_ipv4_hdr* ip, uint8_t proto, uint32_t src_net, uint32_t dst_net, uint16_t total_len);
 
 // Token bucket for generated ICMP errors (RFC 1812 §4.3.2.8), per worker.
 class RateLimit {

@@ -77,9 +77,9 @@ public:
     {
         const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(e.ip);
         const unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
-        rte_tcp_hdr tcp;
-        std::memcpy(&tcp, e.ip + ihl, 4); // the ports; hold() kept at least ihl + 20 bytes
-        return Endpoints{ip->src_addr, ip->dst_addr, tcp.src_port, tcp.dst_port};
+        uint16_t ports[2]; // source, destination: hold() kept at least ihl + 20 bytes
+        std::memcpy(ports, e.ip + ihl, sizeof ports);
+        return Endpoints{ip->src_addr, ip->dst_addr, ports[0], ports[1]};
     }
 
 private:

@@ -295,11 +295,7 @@ SessionState* Translator::new_session(uint32_t index, uint32_t remote_addr, uint
     } else if (before == map.expires) {
         // This session set the mapping's lifetime and just shortened it (RST,
         // FIN both ways): the mapping lives as long as its longest session.
-        Tick latest = 0;
-        table_.for_each_session(index, [&](const SessionState& other) {
-            if (other.expires > latest) latest = other.expires;
-        });
-        publish_expires(map, latest);
+        publish_expires(map, table_.latest_expiry(index));
     }
 }
 
@@ -682,7 +678,7 @@ uint32_t Translator::expire_mapping(uint32_t index, Tick now)
     // A PCP mapping whose lifetime ran out while it still carries traffic
     // goes on as an ordinary one: filtered again (its lifetime holder, remote
     // 0.0.0.0:0, is the session that just ended).
-    if (map.is_explicit && table_.find_session(index, 0, 0) == nullptr) map.is_explicit = 0;
+    if (map.is_explicit && table_.find_session(index, kLifetimeHolder, 0) == nullptr) map.is_explicit = 0;
     if (table_.session_count(index) != 0 || map.is_static) return 0;
     release_mapping(index, now);
     return 1;

@@ -2,16 +2,11 @@
 // and deleted on a subscriber's request rather than by its traffic. A rare,
 // per-request path on the owning worker; the translation loops only read
 // Mapping::is_explicit (inbound filtering).
-#include <algorithm>
 #include <cstring>
 
 #include "packet_parse.hpp"
 
 namespace ephemera {
-
-namespace {
-constexpr uint32_t kLifetimeHolder = 0; // remote 0.0.0.0:0: never the source or destination of a packet
-}
 
 // Ends an explicit mapping's own lifetime; the mapping goes when its last
 // session does (now, if it has none).
@@ -91,9 +86,7 @@ Translator::ExplicitResult Translator::map_explicit(const ExplicitRequest& r, Ti
     nonces_[index] = r.nonce;
     // Whole seconds, as for sessions: alive through `lifetime` full seconds.
     holder->expires = now + r.lifetime + 1;
-    Tick latest = 0;
-    table_.for_each_session(index, [&](const SessionState& s) { latest = std::max(latest, s.expires); });
-    publish_expires(map, latest);
+    publish_expires(map, table_.latest_expiry(index));
     granted.lifetime = r.lifetime;
     return ExplicitResult::Ok;
 }

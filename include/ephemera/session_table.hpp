@@ -140,6 +140,13 @@ public:
         return (m.first.live ? 1u : 0u) + m.extra_count;
     }
 
+    // The last second any session of the mapping is alive in (0: none).
+    Tick latest_expiry(uint32_t index) const
+    {
+        Tick latest = 0;
+        for_each_session(index, [&](const SessionState& s) { latest = s.expires > latest ? s.expires : latest; });
+        return latest;
+    }
     // Calls fn(const SessionState&) for each live session of a mapping.
     template <typename Fn>
     void for_each_session(uint32_t index, Fn&& fn) const

@@ -206,6 +206,9 @@ private:
     bool allocate_port(const Parsed& p, unsigned pool_index, Tick now, uint16_t& port, uint32_t& block, Drop& why,
                        uint16_t wanted, bool wanted_only);
     void end_explicit(uint32_t index, Tick now);
+    // The remote address of the session that carries an explicit mapping's
+    // lifetime (port 0): 0.0.0.0, never the source or destination of a packet.
+    static constexpr uint32_t kLifetimeHolder = 0;
     void release_port(uint32_t subscriber, unsigned pool_index, L4 l4, uint16_t port, uint32_t block, Tick now);
 
     Timeouts timeouts_;
