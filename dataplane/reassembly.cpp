@@ -4,6 +4,8 @@
 
 #include "reassembly.hpp"
 
+#include "checksum.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -39,10 +41,31 @@ void Reassembly::free_dropped()
     rte_ip_frag_free_death_row(&death_row_, 0);
 }
 
+// rte_ip_frag trusts the header it is given: a fragment is checked here, so
+// that a damaged one neither occupies a slot nor, sharing a datagram's key,
+// makes DPDK drop the datagram's good fragments as duplicates.
+bool Reassembly::well_formed(const rte_ipv4_hdr* ip, uint32_t available)
+{
+    const uint32_t ihl = (ip->version_ihl & 0x0f) * 4u;
+    const uint32_t total = rte_be_to_cpu_16(ip->total_length);
+    const uint16_t frag = rte_be_to_cpu_16(ip->fragment_offset);
+    const uint32_t offset = uint32_t(frag & RTE_IPV4_HDR_OFFSET_MASK) * RTE_IPV4_HDR_OFFSET_UNITS;
+    const uint32_t payload = total - ihl;
+    return (ip->version_ihl >> 4) == 4 && ihl >= sizeof(rte_ipv4_hdr) && total > ihl && total <= available &&
+           ((frag & RTE_IPV4_HDR_MF_FLAG) == 0 || payload % 8 == 0) && offset + total <= UINT16_MAX &&
+           csum::verify_ipv4_header(ip, ihl);
+}
+
 rte_mbuf* Reassembly::add(rte_mbuf* m, uint16_t l3, uint64_t tsc)
 {
     ++fragments_;
     auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, l3);
+    // A fragment as received is one segment.
+    if (m->nb_segs != 1 || m->data_len < l3 + sizeof(rte_ipv4_hdr) || !well_formed(ip, uint32_t(m->data_len) - l3)) {
+        ++dropped_;
+        rte_pktmbuf_free(m);
+        return nullptr;
+    }
     m->l2_len = l3;
     m->l3_len = (ip->version_ihl & 0x0f) * 4u;
     rte_mbuf* whole = rte_ipv4_frag_reassemble_packet(table_, &death_row_, m, tsc, ip);

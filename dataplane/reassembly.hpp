@@ -32,7 +32,8 @@ public:
 
     // Takes the fragment m (its IPv4 header at l3). Returns the whole datagram
     // (header checksum recomputed, its L2 header the first fragment's) once
-    // every fragment is in, else nullptr: m is held, or dropped and counted.
+    // every fragment is in, else nullptr: m is held, or dropped and counted
+    // (also when not well_formed).
     rte_mbuf* add(rte_mbuf* m, uint16_t l3, uint64_t tsc);
     // Drops the datagrams whose time is up (bounded work: the oldest first).
     void expire(uint64_t tsc);
@@ -40,6 +41,12 @@ public:
     uint64_t fragments() const { return fragments_; }     // received
     uint64_t reassembled() const { return reassembled_; } // datagrams made whole
     uint64_t dropped() const { return dropped_; }         // fragments freed unused: timeout, no room, bad
+
+    // A fragment whose header rte_ip_frag may use: version 4, IHL 5-15 and
+    // within the total length, the total length within the `available` bytes
+    // from the header on, a payload (a multiple of 8 but in the last), the
+    // datagram within 65535 bytes, a valid header checksum.
+    static bool well_formed(const rte_ipv4_hdr* ip, uint32_t available);
 
 private:
     void free_dropped();

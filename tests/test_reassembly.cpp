@@ -123,6 +123,53 @@ TEST_F(Reassembled, Rfc4787Req14AFloodOfIncompleteDatagramsIsBoundedAndCounted)
     EXPECT_EQ(mbufs_available(), before);
 }
 
+TEST_F(Reassembled, Rfc4787Req14ADamagedCopyOfAFragmentDoesNotSpoilItsDatagram)
+{
+    const Bytes sent = udp_packet(kSub1, 40003, kRemote1, 53, pattern(3000));
+    const std::vector<Bytes> frames = fragment(sent, 1200);
+    Bytes damaged = frames[0];
+    damaged[kL3 + 8] ^= 0x20; // the TTL: the header checksum no longer holds
+    Table t;
+    const auto out = t.feed({frames[0], damaged, frames[1], frames[2]}, {0, 1, 2, 3}, rte_rdtsc());
+    ASSERT_EQ(out.size(), 1u) << "taken for a second first fragment, the copy would drop the datagram";
+    EXPECT_EQ(parse_frame(mbuf_bytes(out[0])).l4, l4_of(Nat::inside_frame(sent)));
+    EXPECT_EQ(t.r.dropped(), 1u);
+    rte_pktmbuf_free(out[0]);
+}
+
+TEST_F(Reassembled, MalformedFragmentsAreDroppedAndCountedNeverHeld)
+{
+    auto frag = [](auto&& set) {
+        Ipv4Opts o;
+        o.id = 0x7777;
+        o.mf = true;
+        set(o);
+        return Nat::inside_frame(ipv4_packet(kSub1, kRemote1, 17, pattern(800), o));
+    };
+    const std::vector<std::pair<const char*, Bytes>> cases = {
+        {"total length beyond the frame", frag([](Ipv4Opts& o) { o.total_length = 1500; })},
+        {"IHL below 5", frag([](Ipv4Opts& o) { o.ihl = 4; })},
+        {"IHL beyond the total length", frag([](Ipv4Opts& o) { o.ihl = 15; o.total_length = 40; })},
+        {"no payload", frag([](Ipv4Opts& o) { o.total_length = 20; })},
+        {"not the last, payload not a multiple of 8", frag([](Ipv4Opts& o) { o.total_length = 20 + 801; })},
+        {"beyond 65535 bytes", frag([](Ipv4Opts& o) { o.frag_offset = 8100; })},
+        {"version 6", frag([](Ipv4Opts& o) { o.version = 6; })},
+        {"bad header checksum", frag([](Ipv4Opts& o) { o.bad_checksum = true; })},
+    };
+    const unsigned before = mbufs_available();
+    Table t;
+    uint64_t dropped = 0;
+    for (const auto& [what, frame] : cases) {
+        EXPECT_TRUE(t.feed({frame}, {0}, rte_rdtsc()).empty()) << what;
+        EXPECT_EQ(t.r.dropped(), ++dropped) << what;
+        EXPECT_EQ(mbufs_available(), before) << what << ": not held";
+    }
+    // The well-formed one of the same kind is held.
+    EXPECT_TRUE(t.feed({frag([](Ipv4Opts&) {})}, {0}, rte_rdtsc()).empty());
+    EXPECT_EQ(t.r.dropped(), dropped);
+    EXPECT_EQ(mbufs_available(), before - 1);
+}
+
 TEST_F(Reassembled, UdpDatagramInSegmentsIsTranslatedBothWaysWithValidChecksums)
 {
     Nat nat(small_config());
