@@ -133,6 +133,10 @@ int main(int argc, char** argv)
     std::string config_path, stats_path;
     app.add_option("-c,--config", config_path, "TOML configuration file")->required();
     app.add_option("--stats-file", stats_path, "rewrite this file with the counters (JSON) every second");
+    bool check_mbufs = false;
+    app.add_flag("--check-mbufs", check_mbufs,
+                 "after stopping, fail (exit 3) if an mbuf is not back in its pool (for tests, with ports that give "
+                 "their buffers back at close, as net_pcap does; net_af_xdp keeps its fill ring's)");
     CLI11_PARSE(app, argc, argv);
 
     GatewayConfig config;
@@ -357,7 +361,8 @@ int main(int argc, char** argv)
             rte_eal_remote_launch(worker_main, pool_of_workers[w++].get(), lcore);
         }
         // Static mappings of the configuration, made as `ephemeractl static add`
-        // makes them (by the running workers); one that cannot be made stops the start.
+        // makes them (by the running workers, which forward nothing before
+        // they are made); one that cannot be made stops the start.
         for (const std::string& spec : config.static_mappings)
             if (const std::string why = add_static_mapping(spec); !why.empty()) {
                 std::fprintf(stderr, "ephemera: error: nat.static = \"%s\": %s\n", spec.c_str(), why.c_str());
@@ -365,6 +370,7 @@ int main(int argc, char** argv)
                 break;
             }
         if (exit_code == 0) {
+            shared.forwarding.store(true, std::memory_order_release);
             std::printf("ephemera: forwarding: inside=%s (%s) outside=%s (%s) workers=%u steering=%s/%s pool=%zu "
                         "addresses ports=%u-%u filtering=%s\n",
                         inside->driver().c_str(), mac_text(inside->mac()).c_str(), outside->driver().c_str(),
@@ -444,6 +450,14 @@ int main(int argc, char** argv)
         inside.reset();
         outside.reset();
     }
+    // With ports that give their buffers back at close, every mbuf is back
+    // by now (the workers freed what they held): one that is not was lost.
+    for (rte_mempool* mp : {pool, indirect})
+        if (const unsigned lost = rte_mempool_in_use_count(mp); check_mbufs && lost != 0) {
+            std::fprintf(stderr, "ephemera: error: %u mbufs of %s not back in the pool at exit\n", lost, mp->name);
+            exit_code = exit_code != 0 ? exit_code : 3;
+        }
+    rte_mempool_free(indirect);
     rte_mempool_free(pool);
     rte_eal_cleanup();
     return exit_code;

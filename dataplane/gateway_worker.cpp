@@ -727,11 +727,19 @@ void Worker::run()
         if (qsbr) rte_rcu_qsbr_quiescent(qsbr, id_);
         const uint64_t tsc = rte_rdtsc();
         const Tick now = clock.now();
+        if (!shared_.forwarding.load(std::memory_order_acquire)) [[unlikely]] {
+            answer_queries(now, false);
+            rte_pause();
+            continue;
+        }
         sync_next_hop();
         poll_inside(now, tsc);
         poll_outside(now, tsc);
-        flush_handoffs();
+        // Packets handed over are flushed after the handed-over ones are
+        // translated: those hand off too (hairpinning to another worker's
+        // port), and nothing may wait in pending_ when the loop ends.
         drain_handoff(now);
+        flush_handoffs();
         for (unsigned p = 0; p < 2; ++p)
             counters_.tx[p] += rte_eth_tx_buffer_flush(shared_.port[p], uint16_t(id_), tx_[p]);
         // Between bursts: what the control plane found expired (bounded work).

@@ -125,6 +125,10 @@ struct GatewayShared {
         return start_unix_ms + d / tsc_hz * 1000 + d % tsc_hz * 1000 / tsc_hz;
     }
     std::atomic<bool> stop{false};
+    // Set once the configuration's static mappings are made: until then the
+    // workers answer the control plane but leave the ports alone, so that no
+    // early packet takes a port forward's inside endpoint with a dynamic mapping.
+    std::atomic<bool> forwarding{false};
     // The mapping log's counters, copied by the main lcore after each flush
     // so that the telemetry and metrics threads can read them.
     struct LogCounters {

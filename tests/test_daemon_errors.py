@@ -5,6 +5,7 @@ Runs the real `ephemera` binary (argv[1]) against broken configurations. The
 EAL runs without hugepages or PCI, so this needs no lab and no root.
 """
 import os
+import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,29 @@ workers = {workers}
 def config(inside="net_null0", ports="49152-65535", workers=1, lcores="0,1", extra="", nat_extra="", inside_mtu=1500):
     return EAL.format(pid=os.getpid(), lcores=lcores) + GOOD.format(
         inside=inside, ports=ports, workers=workers, nat_extra=nat_extra, inside_mtu=inside_mtu) + extra
+
+
+def ip_checksum(header):
+    total = sum(struct.unpack("!10H", header))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def udp_frame(src, sport, dst, dport, payload=b"ephemera"):
+    """An Ethernet frame with a UDP datagram (checksum 0: none, which UDP allows)."""
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    addr = lambda a: bytes(int(x) for x in a.split("."))
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, addr(src), addr(dst))
+    header = header[:10] + struct.pack("!H", ip_checksum(header)) + header[12:]
+    return bytes.fromhex("ffffffffffff" "020000000005" "0800") + header + udp
+
+
+def write_pcap(path, frames):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i, frame in enumerate(frames):
+            f.write(struct.pack("<IIII", 0, i, len(frame), len(frame)) + frame)
 
 
 class DaemonStartupErrors(unittest.TestCase):
@@ -118,6 +142,36 @@ class DaemonStartupErrors(unittest.TestCase):
             self.assertIn("inside: software handoff by subscriber (the port cannot hash on the IPv4 source alone: RSS offloads", steering)
             self.assertIn("outside: software handoff (the port has no flow rules: its driver implements no rte_flow)", steering)
             self.assertEqual(p.returncode, 0, err)
+
+    def test_static_mappings_are_made_before_the_first_packet_is_forwarded(self):
+        # The inside port replays, from the first moment, UDP from the port
+        # forward's own inside endpoint: were it forwarded before the static
+        # mapping is made, it would take that endpoint with a dynamic mapping
+        # and the start would fail.
+        with tempfile.TemporaryDirectory() as tmp:
+            pcap = os.path.join(tmp, "inside.pcap")
+            write_pcap(pcap, [udp_frame("100.64.0.5", 80, "203.0.113.50", 53)])
+            spec = "udp 100.64.0.5:80 198.51.100.1:80"
+            p = self.run_daemon_briefly(config(inside=f"net_pcap0,rx_pcap={pcap},infinite_rx=1",
+                                               nat_extra=f'static = ["{spec}"]'))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("ephemera: forwarding", p.stdout)
+        self.assertIn('"translated":{"in":0,"out":', p.stdout)
+        self.assertNotIn('"translated":{"in":0,"out":0}', p.stdout, "the replayed packets went through")
+
+    def run_daemon_briefly(self, text, seconds=2):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "gw.toml")
+            with open(path, "w") as f:
+                f.write(text)
+            p = subprocess.Popen([EPHEMERA, "--config", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)
+            try:
+                p.wait(timeout=seconds)
+            except subprocess.TimeoutExpired:
+                p.terminate()
+            out, err = p.communicate(timeout=30)
+        return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
     def test_good_config_starts_and_stops_on_sigterm(self):
         with tempfile.TemporaryDirectory() as tmp:
