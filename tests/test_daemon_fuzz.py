@@ -6,7 +6,9 @@ Runs `ephemera` built with AddressSanitizer (argv[1]), in two configurations
 the frames `fuzz-frames` (argv[2]) writes: well-formed frames for every path a worker has, each with mutants (cut
 short, bytes changed, fields at extremes, grown). After the run the daemon must
 stop cleanly on SIGINT, with no sanitizer report and every mbuf back in its
-pool, and each path's counter must have moved, so that the run is known to have
+pool, and each path's counter must have moved; meanwhile bad and random
+control commands (the /ephemera/... telemetry commands) must each get a reply,
+an error for the bad ones, so that the run is known to have
 gone through the code it is meant to fuzz. No lab and no root needed.
 
 EPHEMERA_FUZZ_SEED picks another corpus (the default is fixed, so that a
@@ -17,8 +19,11 @@ AddressSanitizer watches the daemon's own heap and stack; DPDK's memory (the
 mbufs, the tables) is not instrumented, so an overrun there is caught only
 when it faults or corrupts what the counters or the final mbuf count show.
 """
+import glob
 import json
 import os
+import random
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +57,56 @@ mbufs = 65536
 icmp_rate = 100000
 {dataplane}
 """
+
+
+# Control commands with bad parameters: each must get an error reply.
+BAD_COMMANDS = [
+    "/ephemera/sessions,inside=999.1.1.1", "/ephemera/sessions,limit=-5",
+    "/ephemera/sessions,limit=99999999999999999999999", "/ephemera/sessions,proto=xyz",
+    "/ephemera/sessions,port=70000", "/ephemera/sessions,pool=abc", "/ephemera/sessions,bogus=1",
+    "/ephemera/sessions,inside", "/ephemera/sessions,=", "/ephemera/mappings,port=-1",
+    "/ephemera/ports,pool=zzz", "/ephemera/ports,proto=", "/ephemera/lookup", "/ephemera/lookup,1.2.3.4",
+    "/ephemera/lookup,198.51.100.0:99999", "/ephemera/lookup,198.51.100.0:80/foo", "/ephemera/lookup,:::",
+    "/ephemera/lookup," + "9" * 900, "/ephemera/timeouts_set", "/ephemera/timeouts_set,udp",
+    "/ephemera/timeouts_set,udp -1", "/ephemera/timeouts_set,udp 99999999999", "/ephemera/timeouts_set,nope 5",
+    "/ephemera/timeouts_set,udp 5 6", "/ephemera/static_add", "/ephemera/static_add,tcp",
+    "/ephemera/static_add,xyz 100.64.0.9:1 198.51.100.1:2", "/ephemera/static_add,udp 300.1.1.1:5 198.51.100.1:6",
+    "/ephemera/static_add,udp 100.64.0.9:5 198.51.100.1:50000", "/ephemera/static_add,udp 100.64.0.9:0 198.51.100.9:6",
+    "/ephemera/static_del", "/ephemera/static_del,udp", "/ephemera/static_del,udp 198.51.100.1:7",
+]
+CONTROL_COMMANDS = ["/ephemera/stats", "/ephemera/mappings", "/ephemera/sessions", "/ephemera/ports",
+                    "/ephemera/lookup", "/ephemera/timeouts", "/ephemera/timeouts_set", "/ephemera/config",
+                    "/ephemera/static_add", "/ephemera/static_del", "/ephemera/static_list"]
+
+
+def telemetry_socket(prefix):
+    for base in ("/var/run/dpdk", os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"), "dpdk"),
+                 "/tmp/dpdk"):
+        found = glob.glob(os.path.join(base, prefix, "dpdk_telemetry.v2"))
+        if found:
+            return found[0]
+    return None
+
+
+def ask(path, command):
+    """One command on a fresh connection: the JSON reply, or None when there was none."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.recv(1 << 16)  # the greeting
+        s.send(command.encode())
+        reply = s.recv(1 << 20)
+    return json.loads(reply) if reply else None
+
+
+def fuzz_control(path, rng):
+    """Bad and random commands; returns (command, reply) pairs."""
+    commands = list(BAD_COMMANDS)
+    alphabet = "0123456789.:/,= -abcdefghijklmnopqrstuvwxyz\"\\%{}[]\x7f"
+    for _ in range(200):
+        params = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
+        commands.append(rng.choice(CONTROL_COMMANDS) + "," + params)
+    return [(c, ask(path, c)) for c in commands]
 
 
 def common_paths(c):
@@ -123,9 +178,13 @@ enabled = true
                                          dataplane=cls.DATAPLANE) + cls.CONFIG)
         p = subprocess.Popen([EPHEMERA, "--config", path, "--check-mbufs"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
+        cls.control = None
         try:
             cls.started = "ephemera: forwarding" in p.stdout.readline()
-            time.sleep(SECONDS if cls.started else 0)
+            deadline = time.monotonic() + SECONDS
+            if cls.started and (path := telemetry_socket(f"eph-fuzz-{os.getpid()}")):
+                cls.control = fuzz_control(path, random.Random(SEED))
+            time.sleep(max(0.0, deadline - time.monotonic()) if cls.started else 0)
         finally:
             p.send_signal(2)
             try:
@@ -152,6 +211,15 @@ enabled = true
     def test_every_mbuf_is_back_in_the_pool_at_exit(self):
         self.assertNotIn("not back in the pool", self.err)
         self.assertEqual(self.returncode, 0, self.err[-4000:])
+
+    def test_bad_control_commands_get_an_error_and_any_command_a_reply(self):
+        if self.control is None:
+            self.skipTest("no telemetry socket found")
+        for command, reply in self.control:
+            with self.subTest(command=command):
+                self.assertIsNotNone(reply, "no reply")
+                if command in BAD_COMMANDS:
+                    self.assertIn("error", json.dumps(reply), "no error for a bad command")
 
     def test_every_path_was_exercised(self):
         self.assertTrue(self.counters, "no final counters")
