@@ -144,6 +144,10 @@ int error_reply(rte_tel_data* d, const std::string& why)
     return 0;
 }
 
+// A command that takes no parameters refuses any: a typo is not taken for a filter.
+bool has_params(const char* params) { return params != nullptr && *params != '\0'; }
+int no_params_reply(const char* cmd, rte_tel_data* d) { return error_reply(d, std::string(cmd) + " takes no parameters"); }
+
 // Columns of a table: one telemetry array per column, so that the reply
 // stays within what DPDK telemetry can nest.
 struct Columns {
@@ -263,8 +267,9 @@ void flatten(rte_tel_data* d, const nlohmann::json& j, const std::string& prefix
     }
 }
 
-int cmd_stats(const char*, const char*, rte_tel_data* d)
+int cmd_stats(const char* cmd, const char* params, rte_tel_data* d)
 {
+    if (has_params(params)) return no_params_reply(cmd, d);
     rte_tel_data_start_dict(d);
     flatten(d, gateway_stats(*g_ctx.workers), "");
     return 0;
@@ -274,8 +279,9 @@ int cmd_stats(const char*, const char*, rte_tel_data* d)
 std::mutex g_timeouts_mutex;
 Timeouts g_timeouts;
 
-int cmd_timeouts(const char*, const char*, rte_tel_data* d)
+int cmd_timeouts(const char* cmd, const char* params, rte_tel_data* d)
 {
+    if (has_params(params)) return no_params_reply(cmd, d);
     std::lock_guard<std::mutex> lock(g_timeouts_mutex);
     const Timeouts& t = g_timeouts;
     rte_tel_data_start_dict(d);
@@ -329,8 +335,9 @@ int cmd_timeouts_set(const char*, const char* params, rte_tel_data* d)
     return 0;
 }
 
-int cmd_config(const char*, const char*, rte_tel_data* d)
+int cmd_config(const char* cmd, const char* params, rte_tel_data* d)
 {
+    if (has_params(params)) return no_params_reply(cmd, d);
     const GatewayConfig& c = *g_ctx.config;
     rte_tel_data_start_dict(d);
     auto s = [&](const char* k, const std::string& v) { rte_tel_data_add_dict_string(d, k, v.c_str()); };
@@ -550,8 +557,9 @@ int cmd_static_del(const char*, const char* params, rte_tel_data* d)
     return 0;
 }
 
-int cmd_static_list(const char*, const char*, rte_tel_data* d)
+int cmd_static_list(const char* cmd, const char* params, rte_tel_data* d)
 {
+    if (has_params(params)) return no_params_reply(cmd, d);
     std::lock_guard<std::mutex> lock(g_static_mutex);
     settle_static_changes_locked();
     const StaticTable& table = *g_ctx.shared->statics;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Bad input never crashes the gateway nor loses an mbuf: the whole daemon, fuzzed.
 
-Runs `ephemera` built with AddressSanitizer (argv[1]), in two configurations
-(one of them with two workers), on net_pcap ports that replay, over and over,
+Runs `ephemera` built with AddressSanitizer (argv[1]), in three configurations
+(dynamic ports, port blocks, deterministic; two of them with two workers), on net_pcap ports that replay, over and over,
 the frames `fuzz-frames` (argv[2]) writes: well-formed frames for every path a worker has, each with mutants (cut
 short, bytes changed, fields at extremes, grown). After the run the daemon must
 stop cleanly on SIGINT, with no sanitizer report and every mbuf back in its
@@ -51,6 +51,8 @@ next_hop_mac = "02:00:00:00:00:02"
 mtu = 1280
 [metrics]
 listen = ""
+[log]
+file = "{log}"
 [dataplane]
 workers = {workers}
 mbufs = 65536
@@ -73,6 +75,7 @@ BAD_COMMANDS = [
     "/ephemera/static_add,xyz 100.64.0.9:1 198.51.100.1:2", "/ephemera/static_add,udp 300.1.1.1:5 198.51.100.1:6",
     "/ephemera/static_add,udp 100.64.0.9:5 198.51.100.1:50000", "/ephemera/static_add,udp 100.64.0.9:0 198.51.100.9:6",
     "/ephemera/static_del", "/ephemera/static_del,udp", "/ephemera/static_del,udp 198.51.100.1:7",
+    "/ephemera/stats,inside=100.64.0.10", "/ephemera/timeouts,udp", "/ephemera/config,x", "/ephemera/static_list,tcp",
 ]
 CONTROL_COMMANDS = ["/ephemera/stats", "/ephemera/mappings", "/ephemera/sessions", "/ephemera/ports",
                     "/ephemera/lookup", "/ephemera/timeouts", "/ephemera/timeouts_set", "/ephemera/config",
@@ -112,7 +115,6 @@ def fuzz_control(path, rng):
 def common_paths(c):
     return {
         "translated out": c["translated"]["out"],
-        "translated in": c["translated"]["in"],
         "malformed out": c["drops"]["out"]["malformed"],
         "malformed in": c["drops"]["in"]["malformed"],
     }
@@ -140,6 +142,7 @@ enabled = true
     @staticmethod
     def paths(c):
         return common_paths(c) | {
+            "translated in": c["translated"]["in"],
             "bad checksum out": c["drops"]["out"]["bad_checksum"],
             "handed off out": c["handoff"]["out"],
             "handed off in": c["handoff"]["in"],
@@ -175,6 +178,7 @@ enabled = true
             f.write(EAL_AND_PORTS.format(pid=os.getpid(), lcores=cls.LCORES,
                                          inside_queues=queues(inside, cls.WORKERS),
                                          outside_queues=queues(outside, cls.WORKERS), workers=cls.WORKERS,
+                                         log=os.path.join(cls.tmp.name, "mappings.log"),
                                          dataplane=cls.DATAPLANE) + cls.CONFIG)
         p = subprocess.Popen([EPHEMERA, "--config", path, "--check-mbufs"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -248,11 +252,34 @@ static = ["udp 100.64.0.20:5000 198.51.100.1:5000", "tcp 100.64.0.20:5000 198.51
     @staticmethod
     def paths(c):
         return common_paths(c) | {
+            "translated in": c["translated"]["in"],
             "no mapping in": c["drops"]["in"]["no_mapping"],
             "subscriber limit": c["drops"]["out"]["subscriber_limit"],
             "ICMP 3/13 for the limit": c["prohibited_sent"],
             "reassembled": c["reassembled"],
             "hairpinned": c["hairpinned"],
+        }
+
+
+class FuzzedDaemonDeterministic(FuzzedDaemon):
+    """Deterministic mapping (RFC 7422) with two workers: a host's worker is the owner of its
+    ports, and the hosts outside the prefix get none."""
+    WORKERS = 2
+    LCORES = "0@0,1@0,2@1"
+    CONFIG = """
+[nat]
+pool = ["198.51.100.0/30"]
+ports = "49152-65535"
+deterministic = "100.64.0.0/26"
+"""
+    DATAPLANE = ""
+
+    @staticmethod
+    def paths(c):
+        return common_paths(c) | {
+            "handed off out": c["handoff"]["out"],
+            "subscriber limit (outside the prefix)": c["drops"]["out"]["subscriber_limit"],
+            "ICMP errors translated out": c["icmp_errors_translated"]["out"],
         }
 
 
