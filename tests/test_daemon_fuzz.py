@@ -58,6 +58,9 @@ workers = {workers}
 mbufs = 65536
 icmp_rate = 100000
 {dataplane}
+[nat]
+pool = ["198.51.100.0/30"]
+ports = "49152-65535"
 """
 
 
@@ -129,9 +132,6 @@ class FuzzedDaemon(unittest.TestCase):
     WORKERS = 2
     LCORES = "0@0,1@0,2@1"
     CONFIG = """
-[nat]
-pool = ["198.51.100.0/30"]
-ports = "49152-65535"
 port_preservation = true
 exclude = ["203.0.113.128/25"]
 [pcp]
@@ -239,9 +239,6 @@ class FuzzedDaemonPortBlocks(FuzzedDaemon):
     WORKERS = 1
     LCORES = "0@0,1@1"
     CONFIG = """
-[nat]
-pool = ["198.51.100.0/30"]
-ports = "49152-65535"
 filtering = "address-and-port-dependent"
 port_block_size = 8
 max_blocks_per_subscriber = 1
@@ -263,13 +260,8 @@ static = ["udp 100.64.0.20:5000 198.51.100.1:5000", "tcp 100.64.0.20:5000 198.51
 
 class FuzzedDaemonDeterministic(FuzzedDaemon):
     """Deterministic mapping (RFC 7422) with two workers: a host's worker is the owner of its
-    ports, and the hosts outside the prefix get none."""
-    WORKERS = 2
-    LCORES = "0@0,1@0,2@1"
+    ports, and the hosts outside the prefix get none. Two workers, as above."""
     CONFIG = """
-[nat]
-pool = ["198.51.100.0/30"]
-ports = "49152-65535"
 deterministic = "100.64.0.0/26"
 """
     DATAPLANE = ""
