@@ -100,8 +100,14 @@ void validate(const NatConfig& c)
                  "cannot be combined with deterministic (each host has one fixed range of ports)");
         if (c.port_parity)
             fail("port_parity", "true", "cannot be combined with deterministic (a range is consecutive ports)");
+        if (c.deterministic_overflow != 0 && (c.max_blocks_per_subscriber == 0 || c.max_blocks_per_subscriber > 1024))
+            fail("max_blocks_per_subscriber", std::to_string(c.max_blocks_per_subscriber), "expected 1-1024");
         DeterministicMap(c.deterministic_prefix, c.deterministic_len, uint32_t(c.pool.size()),
-                         PortLayout(c.ports, c.workers)); // throws when some host would get no port
+                         PortLayout(c.ports, c.workers),
+                         c.deterministic_overflow); // throws when some host would get no port
+    } else if (c.deterministic_overflow != 0) {
+        fail("deterministic_overflow", std::to_string(c.deterministic_overflow),
+             "needs nat.deterministic (it lends ranges to deterministic hosts)");
     }
     if (c.max_sessions_per_mapping == 0 || c.max_sessions_per_mapping > 65535)
         fail("max_sessions_per_mapping", std::to_string(c.max_sessions_per_mapping), "expected 1-65535");

@@ -249,6 +249,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
             n.deterministic_prefix = addr;
             n.deterministic_len = uint8_t(len);
         }
+        if (auto v = r.number("nat", "deterministic_overflow", 0, 4096)) n.deterministic_overflow = uint32_t(*v);
         if (auto v = r.get<bool>("nat", "icmp_on_limit", "true or false")) g.icmp_on_limit = *v;
         if (auto v = r.get<bool>("nat", "icmp_on_unsolicited_syn", "true or false")) g.icmp_on_unsolicited_syn = *v;
         // Port forwards: checked in full when made at start (they need the pool,

@@ -203,17 +203,30 @@ int who_deterministic(const std::string& endpoint, const std::string& config_pat
         throw Failure{ephemera::format_ipv4(addr) + " is not a pool address of " + config_path, 1};
     const unsigned pool = unsigned(at - c.nat.pool.begin());
     const ephemera::DeterministicMap map(c.nat.deterministic_prefix, c.nat.deterministic_len,
-                                         uint32_t(c.nat.pool.size()), ephemera::PortLayout(c.nat.ports, c.nat.workers));
+                                         uint32_t(c.nat.pool.size()), ephemera::PortLayout(c.nat.ports, c.nat.workers),
+                                         c.nat.deterministic_overflow);
     const std::optional<uint32_t> host = map.host_of(pool, port);
+    const auto overflow = map.overflow_range_of(pool, port);
+    auto range_text = [&](uint16_t first, uint16_t last) {
+        return ephemera::format_ipv4(addr) + ":" + std::to_string(first) + "-" + std::to_string(last);
+    };
     std::string range;
     if (host) {
         const auto slot = map.slot_of(*host);
-        range = ephemera::format_ipv4(addr) + ":" + std::to_string(slot.first) + "-" + std::to_string(slot.last);
+        range = range_text(slot.first, slot.last);
+    } else if (overflow) {
+        range = range_text(overflow->first, overflow->second);
     }
     if (as_json) {
         json out = json::array();
         if (host) out.push_back({{"inside", ephemera::format_ipv4(*host)}, {"block", range}, {"deterministic", true}});
+        if (overflow) out.push_back({{"block", range}, {"overflow", true}});
         std::cout << out.dump(2) << "\n";
+    } else if (overflow) {
+        // RFC 7422 §2.3: lent as flows need it, so only the log knows to whom.
+        std::printf("an overflow range: %s is lent to hosts whose own range is full; the mapping log names "
+                    "the holder (who %s --log FILE --at TIME)\n",
+                    range.c_str(), endpoint.c_str());
     } else if (!host) {
         std::printf("nobody: %s is in no host's range under %s\n", endpoint.c_str(), config_path.c_str());
     } else {

@@ -111,7 +111,7 @@ std::string deterministic_note(const GatewayConfig& config)
 {
     const NatConfig& n = config.nat;
     const DeterministicMap map(n.deterministic_prefix, n.deterministic_len, uint32_t(n.pool.size()),
-                               PortLayout(n.ports, n.workers));
+                               PortLayout(n.ports, n.workers), n.deterministic_overflow);
     // The pool in its order (the formula numbers its addresses), runs of consecutive addresses as A-B.
     std::string pool;
     for (size_t i = 0; i < n.pool.size();) {
@@ -122,7 +122,8 @@ std::string deterministic_note(const GatewayConfig& config)
     }
     return "deterministic=" + format_ipv4(n.deterministic_prefix) + "/" + std::to_string(n.deterministic_len) +
            " pool=" + pool + " ports=" + std::to_string(n.ports.first) + "-" + std::to_string(n.ports.last) +
-           " workers=" + std::to_string(n.workers) + " ports_per_host=" + std::to_string(map.ports_per_host());
+           " workers=" + std::to_string(n.workers) + " ports_per_host=" + std::to_string(map.ports_per_host()) +
+           (n.deterministic_overflow ? " overflow=" + std::to_string(n.deterministic_overflow) : std::string());
 }
 
 } // namespace
@@ -239,7 +240,8 @@ int main(int argc, char** argv)
         if (config.nat.deterministic)
             deterministic = std::make_unique<DeterministicMap>(config.nat.deterministic_prefix,
                                                                config.nat.deterministic_len,
-                                                               uint32_t(config.nat.pool.size()), layout);
+                                                               uint32_t(config.nat.pool.size()), layout,
+                                                               config.nat.deterministic_overflow);
         Pool nat_pool(config.nat.pool);
         Neighbor next_hop(rte_cpu_to_be_32(config.next_hop));
         if (config.next_hop_mac) {
@@ -379,10 +381,15 @@ int main(int argc, char** argv)
                         config.nat.ports.last, to_string(config.nat.filtering));
             std::printf("ephemera: steering: %s\n", shared.steering.c_str());
             if (deterministic)
-                std::printf("ephemera: deterministic (RFC 7422): %u hosts of %s/%u, %u ports each; "
+                std::printf("ephemera: deterministic (RFC 7422): %u hosts of %s/%u, %u ports each%s; "
                             "`ephemeractl who POOLADDR:PORT --config FILE` names the holder\n",
                             deterministic->hosts(), format_ipv4(config.nat.deterministic_prefix).c_str(),
-                            unsigned(config.nat.deterministic_len), deterministic->ports_per_host());
+                            unsigned(config.nat.deterministic_len), deterministic->ports_per_host(),
+                            deterministic->overflow_ranges()
+                                ? (", " + std::to_string(deterministic->overflow_ranges()) +
+                                   " overflow ranges per worker and pool address, logged when lent")
+                                      .c_str()
+                                : "");
             std::fflush(stdout);
         }
 

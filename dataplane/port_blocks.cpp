@@ -22,21 +22,22 @@ PortBlocks::PortBlocks(const Shape& s, unsigned worker, int socket)
       ring_(size_t(s.pools) * per_pool_ * kL4Count * s.block_size, socket),
       head_(size_t(s.pools) * per_pool_ * kL4Count, socket),
       count_(size_t(s.pools) * per_pool_ * kL4Count, socket),
-      // Deterministic blocks are found by arithmetic: no subscriber table.
-      held_(s.fixed ? 0 : size_t(s.max_subscribers) * s.max_blocks, socket),
-      held_count_(s.fixed ? 0 : s.max_subscribers, socket),
-      fixed_(s.fixed)
+      // Deterministic blocks are found by arithmetic: a subscriber table only
+      // for the blocks handed out.
+      held_(s.fixed_blocks < per_pool_ ? size_t(s.max_subscribers) * s.max_blocks : 0, socket),
+      held_count_(s.fixed_blocks < per_pool_ ? s.max_subscribers : 0, socket),
+      fixed_(s.fixed_blocks)
 {
-    if (per_pool_ == 0 || per_pool_ > 65536 || max_blocks_ == 0 || max_subscribers_ == 0)
+    if (per_pool_ == 0 || per_pool_ > 65536 || fixed_ > per_pool_ || max_blocks_ == 0 || max_subscribers_ == 0)
         throw std::invalid_argument("port blocks: a block must fit the partition (" + std::to_string(s.partition) +
                                     " ports, blocks of " + std::to_string(s.block_size) + ")");
     free_blocks_.reserve(s.pools);
     for (unsigned p = 0; p < s.pools; ++p) {
-        // Deterministic blocks are never handed out from a queue: an empty one.
-        PortFifo& f = free_blocks_.emplace_back(fixed_ ? 0 : per_pool_);
-        for (uint32_t b = 0; b < f.capacity(); ++b) f.push_initial(uint16_t(b));
+        // Deterministic blocks are never handed out from the queue.
+        PortFifo& f = free_blocks_.emplace_back(per_pool_ - fixed_);
+        for (uint32_t b = fixed_; b < per_pool_; ++b) f.push_initial(uint16_t(b));
     }
-    if (!fixed_)
+    if (fixed_ < per_pool_)
         hash_ = create_address_hash("eph_blk", "port-block subscriber table", worker, s.max_subscribers, socket);
 }
 
@@ -77,7 +78,7 @@ PortBlocks::Result PortBlocks::allocate(uint32_t subscriber, unsigned pool, L4 l
             if (pop_port(block, l4, port)) return Result::Ok;
         }
         if (n >= max_blocks_) return Result::SubscriberFull;
-    } else if (subscribers_ >= max_subscribers_) {
+    } else if (in_table_ >= max_subscribers_) {
         return Result::TableFull;
     }
     PortFifo& blocks = free_blocks_[pool];
@@ -91,7 +92,8 @@ PortBlocks::Result PortBlocks::allocate(uint32_t subscriber, unsigned pool, L4 l
             return Result::TableFull;
         }
         held_count_[uint32_t(pos)] = 0;
-        ++subscribers_;
+        ++in_table_;
+        subscribers_ += fixed_ == 0; // a deterministic host holds its own block already
     }
     block = pool * per_pool_ + b;
     take_block(block, subscriber);
@@ -116,7 +118,7 @@ bool PortBlocks::release(uint32_t block, L4 l4, uint16_t port, Tick now)
     if (tail >= size_) tail -= size_;
     ring_[ring_base(block, l4) + tail] = uint16_t(port - first_port(block));
     ++count_[s];
-    if (--live_[block] != 0 || fixed_) return false;
+    if (--live_[block] != 0 || is_fixed(block)) return false;
 
     // The block is empty: it leaves its subscriber and waits out the
     // quarantine before another subscriber may get it (RFC 6888 REQ-8).
@@ -132,7 +134,8 @@ bool PortBlocks::release(uint32_t block, L4 l4, uint16_t port, Tick now)
         if (i < n) --n;
         if (n == 0) {
             rte_hash_del_key(hash_, &subscriber);
-            --subscribers_;
+            --in_table_;
+            subscribers_ -= fixed_ == 0;
         }
     }
     free_blocks_[pool_of(block)].release(uint16_t(block % per_pool_), now);
@@ -141,7 +144,7 @@ bool PortBlocks::release(uint32_t block, L4 l4, uint16_t port, Tick now)
 
 uint32_t PortBlocks::blocks_of(uint32_t subscriber, uint32_t* out, uint32_t max) const
 {
-    if (hash_ == nullptr) return 0; // deterministic: DeterministicMap names the block
+    if (hash_ == nullptr) return 0; // deterministic without overflow: DeterministicMap names the block
     const int32_t pos = rte_hash_lookup(hash_, &subscriber);
     if (pos < 0) return 0;
     const uint32_t n = held_count_[uint32_t(pos)];
@@ -156,7 +159,7 @@ PortBlocks::Use PortBlocks::use(unsigned pool, L4 l4, Tick now, Tick quarantine)
     Use u{blocks.free_count() * size_, blocks.quarantined_count() * size_, 0};
     for (uint32_t b = pool * per_pool_; b < (pool + 1) * per_pool_; ++b) {
         if (owner_[b] == 0) {
-            if (fixed_) u.free += size_; // not used yet: all its ports free
+            if (is_fixed(b)) u.free += size_; // not used yet: all its ports free
             continue;
         }
         u.free += count_[slot(b, l4)];

@@ -36,12 +36,14 @@ Translator::Translator(const NatConfig& config, const PortLayout& layout, unsign
         subscribers_ = std::make_unique<SubscriberTable>(config.max_subscribers, worker, socket);
     if (config.deterministic) {
         det_ = std::make_unique<DeterministicMap>(config.deterministic_prefix, config.deterministic_len,
-                                                  uint32_t(pool_.size()), layout);
-        // One block per host, its range; only the k ranges hosts fall on.
+                                                  uint32_t(pool_.size()), layout, config.deterministic_overflow);
+        // One block per host, its range, for the k ranges hosts fall on; then
+        // the overflow ranges, handed out as port blocks.
         const uint32_t b = det_->ports_per_host();
+        const uint32_t k = det_->hosts_per_partition();
         blocks_ = std::make_unique<PortBlocks>(
-            PortBlocks::Shape{unsigned(pool_.size()), layout.first_of(worker), det_->hosts_per_partition() * b, b, 1,
-                              config.max_subscribers, /*fixed=*/true},
+            PortBlocks::Shape{unsigned(pool_.size()), layout.first_of(worker), (k + det_->overflow_ranges()) * b, b,
+                              config.max_blocks_per_subscriber, config.max_subscribers, /*fixed_blocks=*/k},
             worker, socket);
     } else if (config.port_block_size != 0) {
         blocks_ = std::make_unique<PortBlocks>(
@@ -125,8 +127,11 @@ bool Translator::allocate_port(const Parsed& p, unsigned pool_index, Tick now, u
     }
     if (det_) { // `block` is the host's, from pool_index_of()
         if (blocks_->allocate_fixed(p.src, block, p.space, port) == PortBlocks::Result::Ok) return true;
-        why = Drop::SubscriberLimit; // every port of its range in use (RFC 7422: nothing beyond it)
-        return false;
+        if (det_->overflow_ranges() == 0) {
+            why = Drop::SubscriberLimit; // every port of its range in use (RFC 7422: nothing beyond it)
+            return false;
+        }
+        // RFC 7422 §2.3: an overflow range of the same pool address and worker, logged.
     }
     switch (blocks_->allocate(p.src, pool_index, p.space, now, timeouts_.quarantine, port, block)) {
     case PortBlocks::Result::Ok: return true;

@@ -171,8 +171,8 @@ Corpus seeds()
     // A host with many flows: beyond a small per-subscriber limit.
     const uint32_t busy = ip(100, 64, 0, 30);
     for (uint16_t port = 30000; port < 30020; ++port) in(busy, udp_packet(busy, port, kServer, 53, pattern(10)));
-    // A subscriber beyond 100.64.0.0/26 (outside the deterministic prefix of one configuration).
-    const uint32_t far = ip(100, 64, 1, 5);
+    // A subscriber beyond 100.64.0.0/20 (outside the deterministic prefix of one configuration).
+    const uint32_t far = ip(100, 64, 64, 5);
     in(far, udp_packet(far, 40000, kServer, 53, pattern(10)));
     // The host of a port forward (a static mapping in one of the configurations).
     const uint32_t forwarded = ip(100, 64, 0, 20);

@@ -2,7 +2,8 @@
 """Bad input never crashes the gateway nor loses an mbuf: the whole daemon, fuzzed.
 
 Runs `ephemera` built with AddressSanitizer (argv[1]), in three configurations
-(dynamic ports, port blocks, deterministic; two of them with two workers), on net_pcap ports that replay, over and over,
+(dynamic ports, port blocks, deterministic with overflow; two of them with two
+workers), on net_pcap ports that replay, over and over,
 the frames `fuzz-frames` (argv[2]) writes: well-formed frames for every path a worker has, each with mutants (cut
 short, bytes changed, fields at extremes, grown). After the run the daemon must
 stop cleanly on SIGINT, with no sanitizer report and every mbuf back in its
@@ -259,10 +260,13 @@ static = ["udp 100.64.0.20:5000 198.51.100.1:5000", "tcp 100.64.0.20:5000 198.51
 
 
 class FuzzedDaemonDeterministic(FuzzedDaemon):
-    """Deterministic mapping (RFC 7422) with two workers: a host's worker is the owner of its
-    ports, and the hosts outside the prefix get none. Two workers, as above."""
+    """Deterministic mapping (RFC 7422): a host's worker is the owner of its ports, and the
+    hosts outside the prefix get none; 4096 hosts with 64 overflow ranges per worker and pool
+    address leave 14 ports per host, which the busy host's 20 flows exceed: it borrows an
+    overflow range, and the log records it. Two workers, as above."""
     CONFIG = """
-deterministic = "100.64.0.0/26"
+deterministic = "100.64.0.0/20"
+deterministic_overflow = 64
 """
     DATAPLANE = ""
 
@@ -271,6 +275,7 @@ deterministic = "100.64.0.0/26"
         return common_paths(c) | {
             "handed off out": c["handoff"]["out"],
             "subscriber limit (outside the prefix)": c["drops"]["out"]["subscriber_limit"],
+            "overflow ranges lent and logged": c["log"]["events"],
             "ICMP errors translated out": c["icmp_errors_translated"]["out"],
         }
 

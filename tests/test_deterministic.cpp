@@ -2,8 +2,9 @@
 // address and a range of ports computed from the configuration alone; its
 // mappings only ever take ports from that range, in every protocol; nothing is
 // logged per mapping or block, because the configuration answers "who held
-// pool address X' port x'". The expected ranges below are worked out by hand
-// from the formula in deterministic.hpp.
+// pool address X' port x'"; only the optional overflow ranges (RFC 7422
+// §2.3), lent to hosts whose range is full, are logged. The expected ranges
+// below are worked out by hand from the formula in deterministic.hpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -97,6 +98,26 @@ TEST(DeterministicMap, Rfc7422_EveryPortOfARangeReversesToItsHostAndNoOtherPortD
     EXPECT_FALSE(map.host_of(0, 1023)) << "below the range";
 }
 
+TEST(DeterministicMap, Rfc7422_OverflowRangesFollowTheHostsRangesAndBelongToNoHost)
+{
+    // Lab24 with 2 overflow ranges: 16128 / (32 + 2) = 474 ports per host.
+    const PortLayout layout(PortRange{1024, 65535}, 4);
+    const DeterministicMap map(ip(100, 64, 0, 0), 24, 2, layout, 2);
+    ASSERT_EQ(map.ports_per_host(), 474u);
+    EXPECT_EQ(map.overflow_ranges(), 2u);
+    const uint16_t first = uint16_t(1024 + 32 * 474); // worker 0's partition, after its 32 hosts' ranges
+    for (unsigned pool = 0; pool < 2; ++pool) {
+        EXPECT_FALSE(map.host_of(pool, first));
+        EXPECT_EQ(map.overflow_range_of(pool, first), (std::pair<uint16_t, uint16_t>{first, uint16_t(first + 473)}));
+        EXPECT_EQ(map.overflow_range_of(pool, uint16_t(first + 474 + 10)),
+                  (std::pair<uint16_t, uint16_t>{uint16_t(first + 474), uint16_t(first + 947)}));
+    }
+    EXPECT_FALSE(map.overflow_range_of(0, uint16_t(first - 1))) << "the last host's range";
+    EXPECT_TRUE(map.host_of(0, uint16_t(first - 1)));
+    EXPECT_FALSE(map.overflow_range_of(0, uint16_t(first + 948))) << "the partition's unused tail";
+    EXPECT_FALSE(map.host_of(0, uint16_t(first + 948)));
+}
+
 TEST(DeterministicMap, TooManyHostsForThePortsIsAConfigErrorNamingTheKey)
 {
     const PortLayout layout(PortRange{60000, 60099}, 2);
@@ -121,6 +142,18 @@ TEST(DeterministicMap, CannotBeCombinedWithPortBlocksOrParity)
     c.port_block_size = 0;
     c.port_parity = true;
     EXPECT_THROW(ephemera::validate(c), ConfigError);
+}
+
+TEST(DeterministicMap, OverflowWithoutDeterministicIsAConfigErrorNamingTheKey)
+{
+    NatConfig c = small_config();
+    c.deterministic_overflow = 1;
+    try {
+        ephemera::validate(c);
+        FAIL() << "accepted";
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("deterministic_overflow"), std::string::npos) << e.what();
+    }
 }
 
 // small_config's 16 ports (50000-50015) for 100.64.0.0/30, one worker: 4
@@ -200,6 +233,67 @@ TEST_F(DeterministicTest, InboundReachesTheHostThroughItsDeterministicPort)
     ASSERT_TRUE(forwarded(back));
     EXPECT_EQ(back.parsed().dst, kSub1);
     EXPECT_EQ(back.parsed().dport, 1000);
+}
+
+// deterministic_config() with one overflow range: 16 / (4 + 1) = 3 ports per
+// host; kSub1 has 50006-50008, kSub2 50009-50011, the overflow range is
+// 50012-50014 (50015 is left over); one overflow range per host at a time.
+NatConfig overflow_config()
+{
+    NatConfig c = deterministic_config();
+    c.deterministic_overflow = 1;
+    c.max_blocks_per_subscriber = 1;
+    return c;
+}
+
+TEST_F(DeterministicTest, Rfc7422_AHostWhoseRangeIsFullBorrowsAnOverflowRangeAndTheLogSaysSo)
+{
+    Nat nat(overflow_config());
+    EventRing ring(nat.tr);
+    std::set<uint16_t> own, lent;
+    for (uint16_t i = 0; i < 3; ++i) own.insert(nat.open_udp(kSub1, uint16_t(1000 + i)));
+    EXPECT_EQ(own, (std::set<uint16_t>{50006, 50007, 50008}));
+    EXPECT_TRUE(ring.take().empty()) << "its own range needs no log";
+    for (uint16_t i = 3; i < 6; ++i) lent.insert(nat.open_udp(kSub1, uint16_t(1000 + i)));
+    EXPECT_EQ(lent, (std::set<uint16_t>{50012, 50013, 50014}));
+    EXPECT_EQ(nat.ext_addr_of(kSub1, 1005, L4::Udp), nat.cfg.pool[0]) << "paired pooling holds";
+    const auto events = ring.take();
+    ASSERT_EQ(events.size(), 1u) << "one event for the range, none per mapping";
+    EXPECT_EQ(events[0].type, uint8_t(ephemera::MappingEventType::BlockAlloc));
+    EXPECT_EQ(events[0].in_addr, net32(kSub1));
+    EXPECT_EQ(host16(events[0].ext_port), 50012);
+    EXPECT_EQ(host16(events[0].in_port), 50014);
+    EXPECT_EQ(nat.open_udp(kSub1, 1006), 0) << "max_blocks_per_subscriber = 1";
+    EXPECT_EQ(drops(nat, Drop::SubscriberLimit), 1u);
+    const Outcome syn = nat.out(tcp_packet(kSub1, 1007, kRemote1, 80, kSyn));
+    ASSERT_TRUE(forwarded(syn));
+    EXPECT_EQ(syn.parsed().sport, 50006) << "TCP first takes its own range, whose TCP ports are free";
+}
+
+TEST_F(DeterministicTest, Rfc7422_OverflowRangeIsLentToOneHostAtATimeAndComesBackAfterQuarantine)
+{
+    Nat nat(overflow_config());
+    EventRing ring(nat.tr);
+    const Tick t0 = nat.now();
+    for (uint16_t i = 0; i < 4; ++i) ASSERT_NE(nat.open_udp(kSub1, uint16_t(1000 + i)), 0); // the 4th borrows
+    for (uint16_t i = 0; i < 3; ++i) ASSERT_NE(nat.open_udp(kSub2, uint16_t(1000 + i)), 0);
+    EXPECT_EQ(nat.open_udp(kSub2, 1003), 0) << "the only overflow range is kSub1's";
+    EXPECT_EQ(drops(nat, Drop::PortsExhausted), 1u);
+    ring.take();
+
+    const Tick gone = gone_at(t0, nat.cfg.timeouts.udp);
+    ASSERT_EQ(nat.tr.expire(gone, nat.tr.table().capacity()), 7u);
+    const auto events = ring.take();
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].type, uint8_t(ephemera::MappingEventType::BlockFree)) << "given back, logged";
+    EXPECT_EQ(events[0].in_addr, net32(kSub1));
+    nat.set_time(gone);
+    for (uint16_t i = 0; i < 3; ++i) ASSERT_NE(nat.open_udp(kSub2, uint16_t(2000 + i)), 0);
+    EXPECT_EQ(nat.open_udp(kSub2, 2003), 0) << "RFC 6888 REQ-8: quarantined before another host gets it";
+    nat.set_time(free_at(gone, nat.cfg.timeouts.quarantine));
+    EXPECT_EQ(nat.open_udp(kSub2, 2004), 50012) << "then lent to the next host that needs it";
+    const auto u = nat.tr.port_use(0, L4::Udp, nat.now());
+    EXPECT_EQ(u.free + u.quarantined + u.in_use, 15u) << "the hosts' ranges and the overflow range";
 }
 
 } // namespace

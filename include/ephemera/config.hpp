@@ -53,7 +53,7 @@ struct NatConfig {
     uint32_t max_ports_per_subscriber = 0;    // RFC 6888 REQ-4, all protocols together; 0: no limit
     uint32_t max_subscribers = 1u << 16;      // per worker, when a port limit or port blocks are set
     uint32_t port_block_size = 0;             // ports per block (port-block mode); 0: one port at a time
-    uint32_t max_blocks_per_subscriber = 8;   // port-block mode: blocks one subscriber may hold
+    uint32_t max_blocks_per_subscriber = 8;   // port-block mode (and deterministic overflow): blocks one subscriber may hold
     uint32_t max_static_mappings = 1024;      // port forwards (ephemeractl static), for the gateway
     bool explicit_mappings = false;           // PCP (RFC 6887) may make mappings: keep their nonces
     // RFC 7422 deterministic mode (deterministic.hpp): every address of this
@@ -61,6 +61,10 @@ struct NatConfig {
     bool deterministic = false;
     uint32_t deterministic_prefix = 0;
     uint8_t deterministic_len = 32;
+    // RFC 7422 §2.3 overflow: ranges of each worker's share of a pool address
+    // kept back from the hosts and lent, one at a time, to hosts whose own
+    // range is full (logged as blocks; max_blocks_per_subscriber per host).
+    uint32_t deterministic_overflow = 0;
 };
 
 // A configuration value that cannot be used. what() names the key and the value.

@@ -26,9 +26,11 @@ public:
         uint32_t block_size;          // N
         uint32_t max_blocks;          // per subscriber
         uint32_t max_subscribers;     // holding blocks at once, per worker
-        // Deterministic mode (RFC 7422): each block belongs to one subscriber
-        // by arithmetic (allocate_fixed); blocks are never shared out.
-        bool fixed = false;
+        // Deterministic mode (RFC 7422): the first fixed_blocks blocks of each
+        // pool address belong each to one subscriber by arithmetic
+        // (allocate_fixed) and never change hands; the blocks after them are
+        // its overflow (RFC 7422 §2.3), handed out as in port-block mode.
+        uint32_t fixed_blocks = 0;
     };
     PortBlocks(const Shape& shape, unsigned worker, int socket);
     ~PortBlocks();
@@ -53,8 +55,8 @@ public:
     Result allocate_fixed(uint32_t subscriber, uint32_t block, L4 l4, uint16_t& port);
     // The port goes back to its block (reused by the same subscriber only,
     // after the block's other free ports). True when that emptied the block:
-    // it left the subscriber and is quarantined — log it. Never in
-    // deterministic mode, where the block stays its subscriber's.
+    // it left the subscriber and is quarantined — log it. Never for a
+    // deterministic block, which stays its subscriber's.
     bool release(uint32_t block, L4 l4, uint16_t port, Tick now);
 
     uint32_t block_size() const { return size_; }
@@ -81,6 +83,7 @@ private:
     uint32_t slot(uint32_t block, L4 l4) const { return block * kL4Count + unsigned(l4); }
     void take_block(uint32_t block, uint32_t subscriber);
     bool pop_port(uint32_t block, L4 l4, uint16_t& port);
+    bool is_fixed(uint32_t block) const { return block % per_pool_ < fixed_; }
 
     uint16_t first_;
     uint32_t size_, per_pool_, max_blocks_, max_subscribers_;
@@ -94,8 +97,9 @@ private:
     rte_hash* hash_ = nullptr;
     DpdkArray<uint32_t> held_;           // [position * max_blocks + i]
     DpdkArray<uint32_t> held_count_;     // [position]
-    uint32_t subscribers_ = 0;
-    bool fixed_ = false; // deterministic mode (Shape::fixed)
+    uint32_t subscribers_ = 0; // holding blocks
+    uint32_t in_table_ = 0;    // in hash_: holding blocks handed out (port-block mode, overflow)
+    uint32_t fixed_ = 0; // Shape::fixed_blocks
 };
 
 } // namespace ephemera

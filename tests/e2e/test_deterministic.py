@@ -28,8 +28,10 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 import subprocess
+import tempfile
 import time
 import tomllib
 import unittest
@@ -157,6 +159,24 @@ class Deterministic(unittest.TestCase):
         p = ctl("who", f"203.0.113.9:{first}", "--config", CONFIG, check=False)
         self.assertNotEqual(0, p.returncode, "not a pool address")
         self.assertIn("not a pool address", p.stderr)
+
+    def test_rfc7422_who_says_an_overflow_range_is_named_by_the_log(self):
+        # The lab's configuration with 8 overflow ranges (RFC 7422 §2.3): `who --config`
+        # reads only the file. 8 hosts' ranges and 8 overflow ranges per worker's 8192
+        # ports: 512 ports each, worker 0's first overflow range right after its 8 hosts.
+        with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
+            f.write(re.sub(r'(?m)^deterministic = .*$', r'\g<0>\ndeterministic_overflow = 8',
+                           L.lab().config.read_text()))
+            f.flush()
+            pool = L.lab().pool_addresses()[0]
+            lent = ctl("who", f"{pool}:53300", "--config", f.name, check=False)
+            self.assertEqual(1, lent.returncode, lent.stdout + lent.stderr)
+            self.assertIn(f"an overflow range: {pool}:53248-53759", lent.stdout)
+            self.assertIn("--log FILE --at TIME", lent.stdout)
+            as_json = json.loads(ctl("--json", "who", f"{pool}:53248", "--config", f.name, check=False).stdout)
+            self.assertEqual([{"block": f"{pool}:53248-53759", "overflow": True}], as_json)
+            own = ctl("who", f"{pool}:53247", "--config", f.name)
+            self.assertIn(f"{pool}:52736-53247", own.stdout, "the last host's range, now 512 ports")
 
     def test_rfc7422_the_mapping_log_has_no_line_per_mapping_or_block(self):
         server = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_DGRAM)
