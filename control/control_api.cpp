@@ -371,6 +371,7 @@ int cmd_config(const char* cmd, const char* params, rte_tel_data* d)
     s("nat_deterministic", c.nat.deterministic ? format_ipv4(c.nat.deterministic_prefix) + "/" +
                                                      std::to_string(c.nat.deterministic_len)
                                                : "");
+    rte_tel_data_add_dict_u64(d, "nat_deterministic_overflow", c.nat.deterministic_overflow);
     s("log_file", c.log.file);
     s("log_ipfix_collector", c.log.ipfix_collector);
     s("metrics_listen", c.metrics.listen);

@@ -255,6 +255,11 @@ TEST(GatewayConfig, DeterministicPrefixIsRead)
     EXPECT_EQ(g.nat.deterministic_prefix, parse_ipv4("100.64.0.0"));
     EXPECT_EQ(g.nat.deterministic_len, 22);
     EXPECT_FALSE(parse_gateway_config(kMinimal, "lab.toml").nat.deterministic) << "off by default";
+    EXPECT_EQ(g.nat.deterministic_overflow, 0u) << "no overflow by default";
+    EXPECT_EQ(parse_gateway_config(kMinimal + "deterministic = \"100.64.0.0/22\"\ndeterministic_overflow = 4\n",
+                                   "lab.toml")
+                  .nat.deterministic_overflow,
+              4u);
 }
 
 TEST(GatewayConfig, BadDeterministicValuesNameTheKey)
@@ -267,6 +272,14 @@ TEST(GatewayConfig, BadDeterministicValuesNameTheKey)
     }
     const std::string e = error_of(kMinimal + "deterministic = \"100.64.0.0/22\"\nport_block_size = 8\n");
     EXPECT_NE(e.find("deterministic"), std::string::npos) << e;
+    // Overflow: without deterministic; out of range; one range too many (2^18 hosts on 16
+    // addresses x 16384 ports leave one port per host, and none with an overflow range).
+    for (const std::string& bad : {std::string("deterministic_overflow = 2\n"),
+                                   std::string("deterministic = \"100.64.0.0/22\"\ndeterministic_overflow = 5000\n"),
+                                   std::string("deterministic = \"100.64.0.0/14\"\ndeterministic_overflow = 1\n")}) {
+        const std::string why = error_of(kMinimal + bad);
+        EXPECT_NE(why.find("deterministic"), std::string::npos) << bad << ": " << why;
+    }
 }
 
 TEST(GatewayConfig, ReassemblyLimitsNameTheKey)
