@@ -18,7 +18,7 @@ port-block mode (32 ports 50000-50031 without shuffling, blocks of 4, at most 2 
 ports per subscriber), short timeouts, a mapping log and an IPFIX collector address.
 
 --suite deterministic runs test_deterministic.py with DETERMINISTIC_CONFIG (ephemera, two
-workers): nat.deterministic = "100.64.0.0/24" (RFC 7422), a mapping log, and an inside MTU
+workers): nat.deterministic = "100.64.0.0/24" (RFC 7422) with 8 overflow ranges, a mapping log, and an inside MTU
 of 9000 (jumbo frames; the test module raises in0's MTU to match).
 
 As root (meson test --suite e2e, via scripts/test, is how CI runs it). Exit status: 0 all
@@ -73,7 +73,7 @@ BLOCKS_CONFIG = {
 }
 # --suite deterministic: RFC 7422 mode for the lab's inside /24, two workers (test_deterministic.py).
 DETERMINISTIC_CONFIG = {
-    "nat": {"deterministic": "100.64.0.0/24"},
+    "nat": {"deterministic": "100.64.0.0/24", "deterministic_overflow": 8},
     "log": {"file": "/run/ephemera-lab/mappings.log"},
     "inside": {"mtu": 9000},  # and jumbo frames on the inside (test_deterministic.JumboInside)
 }

@@ -2,7 +2,9 @@
 two workers: every subscriber of nat.deterministic leaves from the pool address and the range of
 ports that the configuration alone computes, whichever worker owns it; `ephemeractl who
 POOLADDR:PORT --config FILE` names the subscriber from the configuration; the mapping log gets
-no line per mapping or block, only the mapping in force on its start line.
+no line per mapping or block, only the mapping in force on its start line. A host that fills its
+range borrows an overflow range (RFC 7422 §2.3) of its pool address and worker, and the mapping
+log names it (`who --log`), where `who --config` says the port is in an overflow range.
 
 The same lab carries jumbo frames on the inside (JumboInside): an 8000-byte datagram crosses
 from the 9000-byte inside link to the 1500-byte outside and back.
@@ -10,11 +12,12 @@ from the 9000-byte inside link to the 1500-byte outside and back.
 The lab must be up with the configuration `tests/e2e/run_e2e.py --suite deterministic` renders
 (DETERMINISTIC_CONFIG there); setUpModule refuses any other:
 
-    [nat] pool 198.51.100.0/28 (the lab's), ports = "49152-65535", deterministic = "100.64.0.0/24"
+    [nat] pool 198.51.100.0/28 (the lab's), ports = "49152-65535", deterministic = "100.64.0.0/24",
+          deterministic_overflow = 8
     [log] file = /run/ephemera-lab/mappings.log
     [inside] mtu = 9000 (setUpModule raises in0's MTU to it)
     two workers: partitions of 8192 ports, 256 hosts over 16 addresses x 2 workers = 8 hosts
-    per partition, 1024 ports each
+    per partition, and 8 overflow ranges: 512 ports each
 
 The expected ranges are computed here from RFC 7422's idea as deterministic.hpp writes it down,
 independently of the gateway's code: host h = address - prefix; pool address h // (W * k);
@@ -28,10 +31,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 import socket
 import subprocess
-import tempfile
 import time
 import tomllib
 import unittest
@@ -42,6 +43,8 @@ from labnet import NS_IN, NS_OUT, OUT_IP
 
 PREFIX = ipaddress.ip_network("100.64.0.0/24")
 SUBSCRIBERS = ["100.64.0.2", "100.64.0.3", "100.64.0.4", "100.64.0.5", "100.64.0.130"]
+BORROWER = "100.64.0.6"  # fills its range, then borrows an overflow range
+OVERFLOW = 8  # run_e2e.py's DETERMINISTIC_CONFIG: nat.deterministic_overflow
 CONFIG = ""
 NOTES: list[str] = []
 
@@ -63,7 +66,7 @@ def expected_range(subscriber: str) -> tuple[str, int, int, int]:
     size = (last - first + 1) // workers  # equal partitions here (16384 / 2)
     hosts = PREFIX.num_addresses
     k = -(-hosts // (len(pool) * workers))
-    per_host = size // k
+    per_host = size // (k + OVERFLOW)
     h = int(ipaddress.ip_address(subscriber)) - int(PREFIX.network_address)
     r = h % (workers * k)
     w, j = r % workers, r // workers
@@ -83,13 +86,13 @@ def setUpModule():
     if nat.get("deterministic") != str(PREFIX) or lab.workers != 2:
         raise RuntimeError(f"the lab runs {lab.config} with {lab.workers} workers; this module needs "
                            f"nat.deterministic = \"{PREFIX}\" and 2 workers (run_e2e.py --suite deterministic)")
-    L.add_subscribers(SUBSCRIBERS[1:])
+    L.add_subscribers(SUBSCRIBERS[1:] + [BORROWER])
     inside_mtu = tomllib.loads(lab.config.read_text()).get("inside", {}).get("mtu", 1500)
     subprocess.run(["ip", "-n", NS_IN, "link", "set", L.IN_IF, "mtu", str(inside_mtu)], check=True, timeout=10)
 
 
 def tearDownModule():
-    L.remove_subscribers(SUBSCRIBERS[1:])
+    L.remove_subscribers(SUBSCRIBERS[1:] + [BORROWER])
     subprocess.run(["ip", "-n", NS_IN, "link", "set", L.IN_IF, "mtu", "1500"], timeout=10)
 
 
@@ -161,22 +164,54 @@ class Deterministic(unittest.TestCase):
         self.assertIn("not a pool address", p.stderr)
 
     def test_rfc7422_who_says_an_overflow_range_is_named_by_the_log(self):
-        # The lab's configuration with 8 overflow ranges (RFC 7422 §2.3): `who --config`
-        # reads only the file. 8 hosts' ranges and 8 overflow ranges per worker's 8192
-        # ports: 512 ports each, worker 0's first overflow range right after its 8 hosts.
-        with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
-            f.write(re.sub(r'(?m)^deterministic = .*$', r'\g<0>\ndeterministic_overflow = 8',
-                           L.lab().config.read_text()))
-            f.flush()
-            pool = L.lab().pool_addresses()[0]
-            lent = ctl("who", f"{pool}:53300", "--config", f.name, check=False)
-            self.assertEqual(1, lent.returncode, lent.stdout + lent.stderr)
-            self.assertIn(f"an overflow range: {pool}:53248-53759", lent.stdout)
-            self.assertIn("--log FILE --at TIME", lent.stdout)
-            as_json = json.loads(ctl("--json", "who", f"{pool}:53248", "--config", f.name, check=False).stdout)
-            self.assertEqual([{"block": f"{pool}:53248-53759", "overflow": True}], as_json)
-            own = ctl("who", f"{pool}:53247", "--config", f.name)
-            self.assertIn(f"{pool}:52736-53247", own.stdout, "the last host's range, now 512 ports")
+        # 8 hosts' ranges and 8 overflow ranges (RFC 7422 §2.3) in each worker's 8192 ports:
+        # 512 ports each, worker 0's first overflow range right after its 8 hosts'.
+        pool = L.lab().pool_addresses()[0]
+        lent = ctl("who", f"{pool}:53300", "--config", CONFIG, check=False)
+        self.assertEqual(1, lent.returncode, lent.stdout + lent.stderr)
+        self.assertIn(f"an overflow range: {pool}:53248-53759", lent.stdout)
+        self.assertIn("--log FILE --at TIME", lent.stdout)
+        as_json = json.loads(ctl("--json", "who", f"{pool}:53248", "--config", CONFIG, check=False).stdout)
+        self.assertEqual([{"block": f"{pool}:53248-53759", "overflow": True}], as_json)
+        own = ctl("who", f"{pool}:53247", "--config", CONFIG)
+        self.assertIn(f"{pool}:52736-53247", own.stdout, "the last host's range")
+
+    def test_rfc7422_a_host_beyond_its_range_borrows_an_overflow_range_that_the_log_names(self):
+        sub = BORROWER
+        pool, first, last, worker = expected_range(sub)
+        server = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(server.close)
+        server.bind((OUT_IP, 48003))
+        server.settimeout(2)
+        seen = []
+        for i in range(last - first + 2):  # its whole range, and one flow more
+            client = L.ns_socket(NS_IN, socket.AF_INET, socket.SOCK_DGRAM)
+            self.addCleanup(client.close)
+            client.bind((sub, 41000 + i))
+            got = L.send_until_received(client, b"flow", (OUT_IP, 48003), server)
+            self.assertIsNotNone(got, f"flow {i} from {sub} did not reach the server")
+            seen.append(got[1])
+        own = seen[:-1]
+        self.assertTrue(all(a == pool and first <= p <= last for a, p in own), "first its own range, whole")
+        addr, port = seen[-1]
+        self.assertEqual(pool, addr, "the overflow range is on its own pool address (paired pooling)")
+        self.assertFalse(first <= port <= last, "beyond its range")
+        lent = ctl("--json", "who", f"{pool}:{port}", "--config", CONFIG, check=False).stdout
+        self.assertIn('"overflow": true', lent, f"{pool}:{port} is in an overflow range")
+        server.sendto(b"back", seen[-1])
+        self.assertEqual(b"back", client.recv(100), "the answer through the overflow port comes back")
+        log = tomllib.loads(L.lab().config.read_text())["log"]["file"]
+        at = int(time.time() * 1000)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            p = ctl("who", f"{pool}:{port}", "--at", at, "--log", log, check=False)
+            if p.returncode == 0:
+                break
+            time.sleep(0.3)  # the control plane writes the log every few hundred ms
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertIn(sub, p.stdout, "the mapping log names who borrowed the range")
+        note(f"{sub}: {last - first + 1} ports of its own, then {pool}:{port} from an overflow range "
+             f"(worker {worker}), logged")
 
     def test_rfc7422_the_mapping_log_has_no_line_per_mapping_or_block(self):
         server = L.ns_socket(NS_OUT, socket.AF_INET, socket.SOCK_DGRAM)
@@ -191,13 +226,13 @@ class Deterministic(unittest.TestCase):
         self.assertTrue(starts, f"the log is written: {lines[:3]}")
         self.assertTrue(starts[-1].endswith(
             " deterministic=100.64.0.0/24 pool=198.51.100.0-198.51.100.15 ports=49152-65535 workers=2 "
-            "ports_per_host=1024"), f"the start line records the mapping in force: {starts[-1]}")
+            "ports_per_host=512 overflow=8"), f"the start line records the mapping in force: {starts[-1]}")
         flows = [l for l in lines if SUBSCRIBERS[3] in l]
         self.assertEqual([], flows, "deterministic mappings are not logged one by one")
 
     def test_config_and_start_line_say_deterministic(self):
         self.assertEqual(str(PREFIX), json.loads(ctl("--json", "config").stdout)["nat_deterministic"])
-        self.assertIn("deterministic (RFC 7422): 256 hosts of 100.64.0.0/24, 1024 ports each",
+        self.assertIn("deterministic (RFC 7422): 256 hosts of 100.64.0.0/24, 512 ports each, 8 overflow ranges",
                       L.gateway_log_tail(200))
 
 
