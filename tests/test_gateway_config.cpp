@@ -1,7 +1,10 @@
 // The daemon's TOML configuration: defaults, and errors that name the key.
 #include <gtest/gtest.h>
 
+#include <iterator>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "ephemera/gateway_config.hpp"
 
@@ -291,4 +294,149 @@ TEST(GatewayConfig, ReassemblyLimitsNameTheKey)
     EXPECT_EQ(g.reassembly, 256u);
     EXPECT_EQ(g.reassembly_timeout, 2u);
     EXPECT_FALSE(g.mss_clamp);
+}
+
+namespace {
+
+// Every key the README documents, with a value that loads.
+const std::string kFull = R"([eal]
+args = ["--no-huge", "-m", "512", "--no-pci"]
+lcores = "0@0,1@1"
+[inside]
+port = "auto:gw-in"
+address = "100.64.0.1/24"
+mtu = 1500
+[outside]
+port = "auto:gw-out"
+address = "203.0.113.1/24"
+next_hop = "203.0.113.2"
+next_hop_mac = "02:00:00:00:00:02"
+mtu = 1500
+[nat]
+pool = ["198.51.100.0/28", "198.51.100.77"]
+ports = "49152-65535"
+filtering = "endpoint-independent"
+port_parity = false
+port_preservation = false
+randomize_ports = true
+port_seed = 7
+max_mappings = 4096
+max_extra_sessions = 4096
+max_sessions_per_mapping = 64
+max_ports_per_subscriber = 100
+max_subscribers = 1024
+max_static_mappings = 16
+static = ["tcp 100.64.0.5:443 198.51.100.1:443"]
+icmp_on_limit = true
+icmp_on_unsolicited_syn = true
+exclude = ["192.0.2.0/24"]
+[timeouts]
+udp = 300
+tcp_established = 7440
+tcp_transitory = 240
+icmp = 60
+sctp = 300
+quarantine = 120
+[dataplane]
+workers = 1
+steering = "auto"
+rx_descriptors = 1024
+tx_descriptors = 1024
+mbufs = 16384
+handoff_ring = 1024
+icmp_rate = 100
+reassembly = 256
+reassembly_timeout = 2
+mss_clamp = false
+[log]
+file = "/tmp/ephemera-test-mappings.log"
+syslog = false
+ipfix_collector = "127.0.0.1:4739"
+ipfix_domain = 1
+destinations = false
+ring = 65536
+[metrics]
+listen = "127.0.0.1:9469"
+[pcp]
+enabled = false
+min_lifetime = 120
+max_lifetime = 86400
+)";
+
+// A value no key expects, or one at an edge of what some key accepts.
+const char* const kOddValues[] = {
+    "", "-1", "0", "1", "65535", "65536", "4294967296", "99999999999999999999999", "1e309", "-0.5", "nan", "inf",
+    "true", "\"\"", "\"x\"", "\"0-0\"", "\"65535-1024\"", "\"1.2.3.4/33\"", "\"999.1.1.1\"", "\"100.64.0.0/0\"",
+    "\"::1\"", "\"02:00:00:00:00\"", "\"auto:\"", "\"net_\"", "\"127.0.0.1:0\"", "\"127.0.0.1:99999\"", "[]",
+    "[1, 2]", "[\"\"]", "[\"tcp\"]", "{}", "{ a = 1 }", "1979-05-27T07:32:00Z", "\"\\u0000\"", "'''x'''",
+};
+
+std::vector<std::string> lines_of(const std::string& text)
+{
+    std::vector<std::string> lines;
+    size_t at = 0;
+    for (size_t nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) lines.push_back(text.substr(at, nl - at));
+    if (at < text.size()) lines.push_back(text.substr(at)); // cut short: no newline at the end
+    return lines;
+}
+
+std::string mutate(const std::string& text, std::mt19937& rng)
+{
+    std::vector<std::string> lines = lines_of(text);
+    if (lines.empty()) return "[eal]\n" + text;
+    const size_t i = rng() % lines.size();
+    std::string& line = lines[i];
+    const size_t eq = line.find(" = ");
+    switch (rng() % 6) {
+    case 0: lines.erase(lines.begin() + long(i)); break;                          // a key or a section missing
+    case 1: lines.insert(lines.begin() + long(i), line); break;                   // given twice
+    case 2: lines.insert(lines.begin() + long(i), "nonsense_key = 1"); break;     // unknown
+    case 3: if (eq != std::string::npos) line = line.substr(0, eq + 3) + kOddValues[rng() % std::size(kOddValues)]; break;
+    case 4: if (!line.empty()) line[rng() % line.size()] = char(" =[]\"'#.,-0aZ\\"[rng() % 15]); break;
+    default: return text.substr(0, rng() % (text.size() + 1));                   // cut short
+    }
+    std::string out;
+    for (const std::string& l : lines) out += l + "\n";
+    return out;
+}
+
+} // namespace
+
+TEST(GatewayConfig, EveryDocumentedKeyLoads) { EXPECT_EQ(error_of(kFull), ""); }
+
+// A damaged configuration file loads, or fails with one ConfigError whose
+// message is one line naming where: never another exception, never a crash.
+TEST(GatewayConfig, DamagedFilesGiveOneClearErrorNeverACrash)
+{
+    std::mt19937 rng(20261122);
+    unsigned failed = 0;
+    for (int n = 0; n < 3000; ++n) {
+        std::string text = mutate(kFull, rng);
+        if (rng() % 3 == 0) text = mutate(text, rng);
+        try {
+            parse_gateway_config(text, "fuzz.toml");
+        } catch (const ConfigError& e) {
+            const std::string why = e.what();
+            ++failed;
+            EXPECT_FALSE(why.empty()) << text;
+            EXPECT_EQ(why.find('\n'), std::string::npos) << "one line: " << why;
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "not a ConfigError: " << e.what() << "\n" << text;
+        }
+    }
+    EXPECT_GT(failed, 1000u) << "the mutants are meant to be mostly wrong";
+}
+
+TEST(GatewayConfig, KeyStartingWithABackslashIsAParseErrorNotAnAbort)
+{
+    const std::string why = error_of(kMinimal + "[\\cp]\nx = 1\n");
+    EXPECT_NE(why.find("lab.toml:11:2:"), std::string::npos) << why;
+}
+
+TEST(GatewayConfig, ParseErrorQuotingPastTheLineEndStaysOneLine)
+{
+    const std::string why = error_of(kMinimal + "[pcp]\nenabled = fal\nmin_lifetime = 120\n");
+    EXPECT_NE(why.find("lab.toml:12:14:"), std::string::npos) << why;
+    EXPECT_EQ(why.find('\n'), std::string::npos) << why;
+    EXPECT_NE(why.find("\\x0a"), std::string::npos) << "the line end, escaped: " << why;
 }
