@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -1096,3 +1097,75 @@ TEST(WhoHeldBlock, MappingsAndBlocksOfOnePortAreBothAnswered)
 }
 
 } // namespace
+
+// ---------------------------------------------------------------------------
+// who_held over a damaged log
+
+namespace {
+
+// A line with a few of its characters changed, cut short, doubled, or one of
+// the shapes a rotated, truncated or hand-edited file can hold.
+std::string damaged(const std::string& line, std::mt19937& rng)
+{
+    std::string l = line;
+    switch (rng() % 7) {
+    case 0: return l.substr(0, rng() % (l.size() + 1));
+    case 1:
+        for (unsigned k = 1 + rng() % 3; k > 0 && !l.empty(); --k) l[rng() % l.size()] = char(rng() % 256);
+        return l;
+    case 2: return l + " " + l;
+    case 3: return l.empty() ? l : l.substr(rng() % l.size());
+    case 4: return std::string(1 + rng() % 300, char(rng() % 256));
+    case 5: return l + "\r";
+    default: {
+        const char* odd[] = {"", " ", "99999999999999999999999999 create udp", "1 2 3 4 5 6 7 8 9",
+                             "x create udp inside=100.64.0.2:99999 external=198.51.100.11:60966",
+                             "5 create udp inside=300.1.1.1:1 external=198.51.100.11:60966",
+                             "5 block-alloc all inside=100.64.0.2 external=198.51.100.11:70000-1",
+                             "5 block-alloc all inside=100.64.0.2 external=198.51.100.11:60970-60960",
+                             "5 create udp inside=100.64.0.2:1 external=198.51.100.11:",
+                             "5 delete inside= external=", "5 start", "5 stop pid="};
+        return odd[rng() % std::size(odd)];
+    }
+    }
+}
+
+} // namespace
+
+// Lines that do not parse are skipped, wherever they are: the mapping that
+// the well-formed lines describe is still found, and nothing crashes.
+TEST(WhoHeld, DamagedLinesAreSkippedAndTheRestStillAnswers)
+{
+    TempDir dir;
+    const std::string clean = dir.file("clean.log");
+    std::vector<MappingEvent> events;
+    for (uint16_t i = 0; i < 40; ++i) {
+        events.push_back(event(1000 + i, C, L4::Udp, "100.64.0.9", uint16_t(5000 + i), "198.51.100.11", uint16_t(1100 + i)));
+        events.push_back(block_event(1000 + i, BA, "100.64.0.8", "198.51.100.11", uint16_t(2000 + 64 * i),
+                                     uint16_t(2063 + 64 * i)));
+    }
+    write_log(clean, events);
+    std::vector<std::string> lines;
+    {
+        std::ifstream in(clean);
+        for (std::string l; std::getline(in, l);) lines.push_back(l);
+    }
+    const std::string wanted = format_mapping_event(event(5000, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort));
+    std::mt19937 rng(20261122);
+    for (int round = 0; round < 200; ++round) {
+        const std::string path = dir.file("damaged.log");
+        {
+            std::ofstream out(path, std::ios::binary);
+            for (const std::string& l : lines) out << (rng() % 3 == 0 ? damaged(l, rng) : l) << "\n";
+            out << wanted << "\n";
+            for (int k = 0; k < 5; ++k) out << damaged(lines[rng() % lines.size()], rng) << "\n";
+        }
+        std::vector<WhoMatch> m;
+        ASSERT_NO_THROW(m = who_held(path, kExt, kPort, 6000)) << "round " << round;
+        ASSERT_FALSE(m.empty()) << "round " << round;
+        EXPECT_EQ(m.back().inside_addr, ip("100.64.0.2")) << "round " << round;
+        EXPECT_EQ(m.back().inside_port, 40001) << "round " << round;
+        for (uint16_t port : {uint16_t(1105), uint16_t(2100), uint16_t(65535), uint16_t(0)})
+            ASSERT_NO_THROW(who_held(path, kExt, port, rng() % 3000, rng() % 2 ? "" : "udp")) << "round " << round;
+    }
+}
