@@ -7,9 +7,9 @@ workers), on net_pcap ports that replay, over and over,
 the frames `fuzz-frames` (argv[2]) writes: well-formed frames for every path a worker has, each with mutants (cut
 short, bytes changed, fields at extremes, grown). After the run the daemon must
 stop cleanly on SIGINT, with no sanitizer report and every mbuf back in its
-pool, and each path's counter must have moved; meanwhile bad and random
-control commands (the /ephemera/... telemetry commands) must each get a reply,
-an error for the bad ones, so that the run is known to have
+pool, and each path's counter must have moved; meanwhile bad, random and good
+control commands (the /ephemera/... telemetry commands; port forwards made and
+removed) must each get a reply, an error for the bad ones only, so that the run is known to have
 gone through the code it is meant to fuzz. No lab and no root needed.
 
 EPHEMERA_FUZZ_SEED picks another corpus (the default is fixed, so that a
@@ -106,9 +106,16 @@ def ask(path, command):
     return json.loads(reply) if reply else None
 
 
+# Port forwards made and removed while the frames are replayed: each must succeed.
+GOOD_COMMANDS = [c for i in range(10) for c in (f"/ephemera/static_add,udp 100.64.0.21:{6000 + i} 198.51.100.2:{6000 + i}",
+                                               "/ephemera/static_list",
+                                               f"/ephemera/lookup,198.51.100.2:{6000 + i}/udp",
+                                               f"/ephemera/static_del,udp 198.51.100.2:{6000 + i}")]
+
+
 def fuzz_control(path, rng):
-    """Bad and random commands; returns (command, reply) pairs."""
-    commands = list(BAD_COMMANDS)
+    """Bad, random and good commands; returns (command, reply) pairs."""
+    commands = list(BAD_COMMANDS) + GOOD_COMMANDS
     alphabet = "0123456789.:/,= -abcdefghijklmnopqrstuvwxyz\"\\%{}[]\x7f"
     for _ in range(200):
         params = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 60)))
@@ -217,7 +224,7 @@ enabled = true
         self.assertNotIn("not back in the pool", self.err)
         self.assertEqual(self.returncode, 0, self.err[-4000:])
 
-    def test_bad_control_commands_get_an_error_and_any_command_a_reply(self):
+    def test_control_commands_get_a_reply_an_error_for_the_bad_ones_none_for_the_good(self):
         if self.control is None:
             self.skipTest("no telemetry socket found")
         for command, reply in self.control:
@@ -225,6 +232,8 @@ enabled = true
                 self.assertIsNotNone(reply, "no reply")
                 if command in BAD_COMMANDS:
                     self.assertIn("error", json.dumps(reply), "no error for a bad command")
+                if command in GOOD_COMMANDS:
+                    self.assertNotIn("error", json.dumps(reply))
 
     def test_every_path_was_exercised(self):
         self.assertTrue(self.counters, "no final counters")
