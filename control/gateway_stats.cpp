@@ -75,6 +75,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         }
         gw.hairpinned += c.hairpinned;
         gw.arp_replies += c.arp_replies;
+        gw.arp_ignored += c.arp_ignored;
         gw.arp_requests_sent += c.arp_requests_sent;
         gw.echo_replies += c.echo_replies;
         gw.time_exceeded_sent += c.time_exceeded_sent;
@@ -129,6 +130,7 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"handoff_index", {{"used", nat.carried_used}, {"stale", nat.carried_stale}}},
         {"hairpinned", gw.hairpinned},
         {"arp_replies", gw.arp_replies},
+        {"arp_ignored", gw.arp_ignored},
         {"arp_requests_sent", gw.arp_requests_sent},
         {"echo_replies", gw.echo_replies},
         {"time_exceeded_sent", gw.time_exceeded_sent},

@@ -94,6 +94,8 @@ const std::vector<Family>& families()
         {"ephemera_hairpinned_total", "counter", "hairpinned", {},
          "Packets from the inside to a pool address, sent back to the inside."},
         {"ephemera_arp_replies_total", "counter", "arp_replies", {}, "ARP replies sent."},
+        {"ephemera_arp_ignored_total", "counter", "arp_ignored", {},
+         "ARP frames not answered: replies, requests for other addresses, malformed."},
         {"ephemera_arp_requests_sent_total", "counter", "arp_requests_sent", {}, "ARP requests sent for the next hop."},
         {"ephemera_echo_replies_total", "counter", "echo_replies", {},
          "ICMP echo replies sent for the gateway's addresses."},

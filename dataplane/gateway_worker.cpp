@@ -512,6 +512,7 @@ void Worker::poll_inside(Tick now, uint64_t tsc)
                 ++counters_.arp_replies;
                 send(kInside, m);
             } else {
+                ++counters_.arp_ignored;
                 rte_pktmbuf_free(m);
             }
             continue;
@@ -548,6 +549,7 @@ void Worker::poll_outside(Tick now, uint64_t tsc)
                 ++counters_.arp_replies;
                 send(kOutside, m);
             } else {
+                ++counters_.arp_ignored;
                 rte_pktmbuf_free(m);
             }
             continue;

@@ -36,6 +36,7 @@ struct alignas(64) GatewayCounters {
     uint64_t handoff_full[2] = {};  // by Dir: owner's ring full, dropped
     uint64_t hairpinned = 0;
     uint64_t arp_replies = 0;
+    uint64_t arp_ignored = 0;       // ARP not answered: replies (learnt or not), requests for others, malformed
     uint64_t arp_requests_sent = 0;
     uint64_t echo_replies = 0;
     uint64_t time_exceeded_sent = 0;

@@ -158,6 +158,7 @@ enabled = true
             "ICMP errors translated out": c["icmp_errors_translated"]["out"],
             "ICMP errors translated in": c["icmp_errors_translated"]["in"],
             "ARP replies": c["arp_replies"],
+            "ARP ignored": c["arp_ignored"],
             "echo replies": c["echo_replies"],
             "time exceeded": c["time_exceeded_sent"],
             "fragmentation needed (3/4)": c["frag_needed_sent"],

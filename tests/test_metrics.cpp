@@ -235,6 +235,7 @@ json sample_stats()
         {"handoff_index", {{"used", 61}, {"stale", 62}}},
         {"hairpinned", 21},
         {"arp_replies", 22},
+        {"arp_ignored", 63},
         {"arp_requests_sent", 23},
         {"echo_replies", 24},
         {"time_exceeded_sent", 25},
@@ -339,6 +340,7 @@ TEST(MetricsText, EveryLineParsesAndEveryValueMatchesTheJson)
         {"ephemera_sessions_released_total", "sessions_released"},
         {"ephemera_hairpinned_total", "hairpinned"},
         {"ephemera_arp_replies_total", "arp_replies"},
+        {"ephemera_arp_ignored_total", "arp_ignored"},
         {"ephemera_arp_requests_sent_total", "arp_requests_sent"},
         {"ephemera_echo_replies_total", "echo_replies"},
         {"ephemera_time_exceeded_sent_total", "time_exceeded_sent"},
@@ -352,7 +354,7 @@ TEST(MetricsText, EveryLineParsesAndEveryValueMatchesTheJson)
         EXPECT_EQ(e.value(name), num(stats[key].get<uint64_t>())) << name;
     }
     // Nothing else: every sample was accounted for above (the 2: handoff_index).
-    EXPECT_EQ(e.samples.size(), 3 * 2 + 4 * 2 + 2 + 2 * ephemera::kDropCount + 3 + 13);
+    EXPECT_EQ(e.samples.size(), 3 * 2 + 4 * 2 + 2 + 2 * ephemera::kDropCount + 3 + 14);
     EXPECT_EQ(e.count("ephemera_pool_ports"), 0u) << "no ports given: no family";
 }
 
