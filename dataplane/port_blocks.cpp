@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include <rte_errno.h>
 #include <rte_hash.h>
@@ -102,13 +103,39 @@ PortBlocks::Result PortBlocks::allocate(uint32_t subscriber, unsigned pool, L4 l
     return Result::NewBlock;
 }
 
+void PortBlocks::claim(uint32_t subscriber, uint32_t block)
+{
+    if (owner_[block] != 0) return;
+    take_block(block, subscriber); // its first use: every port free, in port order
+    ++subscribers_;
+}
+
 PortBlocks::Result PortBlocks::allocate_fixed(uint32_t subscriber, uint32_t block, L4 l4, uint16_t& port)
 {
-    if (owner_[block] == 0) {
-        take_block(block, subscriber); // its first use: every port free, in port order
-        ++subscribers_;
-    }
+    claim(subscriber, block);
     return pop_port(block, l4, port) ? Result::Ok : Result::SubscriberFull;
+}
+
+bool PortBlocks::take(uint32_t subscriber, unsigned pool, L4 l4, uint16_t port, uint32_t& block)
+{
+    if (port < first_ || uint32_t(port - first_) >= per_pool_ * size_) return false;
+    const uint32_t b = pool * per_pool_ + (port - first_) / size_;
+    if (owner_[b] != subscriber) return false;
+    // Move the port to the head of the block's free ring, then pop it.
+    const uint32_t s = slot(b, l4);
+    const uint32_t base = ring_base(b, l4);
+    const uint16_t offset = uint16_t(port - first_port(b));
+    for (uint32_t i = 0; i < count_[s]; ++i) {
+        uint32_t at = head_[s] + i;
+        if (at >= size_) at -= size_;
+        if (ring_[base + at] != offset) continue;
+        std::swap(ring_[base + at], ring_[base + head_[s]]);
+        uint16_t got = 0;
+        pop_port(b, l4, got);
+        block = b;
+        return true;
+    }
+    return false; // in use for l4
 }
 
 bool PortBlocks::release(uint32_t block, L4 l4, uint16_t port, Tick now)

@@ -121,7 +121,16 @@ bool Translator::allocate_port(const Parsed& p, unsigned pool_index, Tick now, u
         stats_.parity_fallbacks += fallback;
         return true;
     }
-    if (wanted_only) { // blocks decide the port: a suggestion cannot be promised
+    // PCP's suggestion, when it lies in a block the subscriber has (its
+    // deterministic range, or a block it holds): other blocks are others'.
+    if (wanted != 0) {
+        if (det_) blocks_->claim(p.src, block); // `block` is the host's, from pool_index_of()
+        if (blocks_->take(p.src, pool_index, p.space, wanted, block)) {
+            port = wanted;
+            return true;
+        }
+    }
+    if (wanted_only) {
         why = Drop::PortsExhausted;
         return false;
     }

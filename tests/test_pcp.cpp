@@ -187,6 +187,52 @@ TEST_F(Pcp, Rfc6887_WithoutPreferFailureATakenSuggestionGetsAnotherPort)
     EXPECT_NE(r.port(), 50011);
 }
 
+// small_config()'s 16 ports, deterministic over 100.64.0.0/30: kSub1
+// (100.64.0.2) has 50008-50011, kSub2 50012-50015.
+TEST_F(Pcp, Rfc6887_InDeterministicModeASuggestionInTheHostsRangeIsGranted)
+{
+    NatConfig c = pcp_config();
+    c.deterministic = true;
+    c.deterministic_prefix = ip(100, 64, 0, 0);
+    c.deterministic_len = 30;
+    Nat det(c);
+    MapRequest q;
+    q.suggested_port = 50010;
+    Response r = ask_of(det, map_request(q));
+    ASSERT_EQ(r.result(), pcp::kSuccess);
+    EXPECT_EQ(r.port(), 50010);
+    q.internal_port = 6001;
+    q.suggested_port = 50013; // kSub2's
+    q.prefer_failure = true;
+    EXPECT_EQ(ask_of(det, map_request(q)).result(), pcp::kCannotProvideExternal) << "another host's range";
+    q.prefer_failure = false;
+    r = ask_of(det, map_request(q));
+    ASSERT_EQ(r.result(), pcp::kSuccess);
+    EXPECT_GE(r.port(), 50008);
+    EXPECT_LE(r.port(), 50011) << "instead, a port of its own range";
+}
+
+// Blocks of 4 of small_config()'s 16 ports: a suggestion in a block the
+// subscriber holds is granted; one in a block it does not hold is not.
+TEST_F(Pcp, Rfc6887_InPortBlockModeASuggestionInAHeldBlockIsGranted)
+{
+    NatConfig c = pcp_config();
+    c.port_block_size = 4;
+    Nat blocks(c);
+    const uint16_t first = blocks.open_udp(kSub1, 1000); // its first block, first port
+    ASSERT_NE(first, 0);
+    const uint16_t block_first = uint16_t(first - (first - 50000) % 4);
+    MapRequest q;
+    q.suggested_port = uint16_t(block_first + 3);
+    Response r = ask_of(blocks, map_request(q));
+    ASSERT_EQ(r.result(), pcp::kSuccess);
+    EXPECT_EQ(r.port(), block_first + 3);
+    q.internal_port = 6001;
+    q.suggested_port = uint16_t(block_first == 50000 ? 50004 : 50000); // a block nobody holds
+    q.prefer_failure = true;
+    EXPECT_EQ(ask_of(blocks, map_request(q)).result(), pcp::kCannotProvideExternal);
+}
+
 TEST_F(Pcp, Rfc6887_LifetimeIsClampedToTheConfiguredRange)
 {
     MapRequest q;

@@ -53,6 +53,12 @@ public:
     // computes to (deterministic.hpp), taken on its first use. Ok, or
     // SubscriberFull when every port of it is in use for this protocol.
     Result allocate_fixed(uint32_t subscriber, uint32_t block, L4 l4, uint16_t& port);
+    // Deterministic mode: the subscriber's own block, held from its first use.
+    void claim(uint32_t subscriber, uint32_t block);
+    // PCP's suggested port (RFC 6887 §11.3): `port` itself when it lies in a
+    // block the subscriber holds and is free for l4; `block` is then its
+    // block. A search of the block's ring: for PCP requests, not for packets.
+    bool take(uint32_t subscriber, unsigned pool, L4 l4, uint16_t port, uint32_t& block);
     // The port goes back to its block (reused by the same subscriber only,
     // after the block's other free ports). True when that emptied the block:
     // it left the subscriber and is quarantined — log it. Never for a
