@@ -11,6 +11,9 @@ import sys
 import tempfile
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
+import labnet as L  # noqa: E402  (packet helpers only: no lab needed)
+
 EPHEMERA = sys.argv.pop(1) if len(sys.argv) > 1 else "build/control/ephemera"
 
 EAL = '[eal]\nargs = ["--no-huge", "-m", "256", "--no-shconf", "--no-pci", "--log-level=*:error", "--file-prefix=eph-err-{pid}"]\nlcores = "{lcores}"\n'
@@ -38,20 +41,10 @@ def config(inside="net_null0", ports="49152-65535", workers=1, lcores="0,1", ext
         inside=inside, ports=ports, workers=workers, nat_extra=nat_extra, inside_mtu=inside_mtu) + extra
 
 
-def ip_checksum(header):
-    total = sum(struct.unpack("!10H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def udp_frame(src, sport, dst, dport, payload=b"ephemera"):
-    """An Ethernet frame with a UDP datagram (checksum 0: none, which UDP allows)."""
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    addr = lambda a: bytes(int(x) for x in a.split("."))
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, addr(src), addr(dst))
-    header = header[:10] + struct.pack("!H", ip_checksum(header)) + header[12:]
-    return bytes.fromhex("ffffffffffff" "020000000005" "0800") + header + udp
+    """An Ethernet frame with a UDP datagram, built by the lab's packet helpers."""
+    ip = L.ipv4_packet(src, dst, L.PROTO_UDP, L.udp_segment(src, dst, sport, dport, payload))
+    return bytes.fromhex("ffffffffffff" "020000000005" "0800") + ip
 
 
 def write_pcap(path, frames):
