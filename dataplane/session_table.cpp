@@ -5,71 +5,57 @@
 #include <cstring>
 
 #include <rte_hash.h>
-#include <rte_hash_crc.h>
+#include <rte_random.h>
 
 namespace ephemera {
 
 namespace {
-
-// Keys are 8 or 12 bytes; rte_hash would compare them with memcmp().
-int equal_mapping_key(const void* a, const void* b, size_t)
-{
-    uint64_t x, y;
-    std::memcpy(&x, a, 8);
-    std::memcpy(&y, b, 8);
-    return x != y;
-}
 
 int equal_session_key(const void* a, const void* b, size_t)
 {
     return std::memcmp(a, b, sizeof(SessionKey));
 }
 
-rte_hash* make_hash(const char* prefix, const char* what, unsigned worker, uint32_t entries, uint32_t key_len,
-                    int socket, rte_hash_cmp_eq_t equal)
-{
-    rte_hash* h = create_worker_hash(prefix, what, worker, entries, key_len, socket);
-    rte_hash_set_cmp_func(h, equal);
-    return h;
-}
-
 } // namespace
 
 SessionTable::SessionTable(uint32_t max_mappings, uint32_t max_extra_sessions, unsigned worker, int socket)
-    : mappings_(max_mappings, socket), extras_(max_extra_sessions, socket)
+    : mappings_(max_mappings, socket), index_(max_mappings, socket), free_mappings_(max_mappings, socket),
+      seed_(uint32_t(rte_rand())), extras_(max_extra_sessions, socket)
 {
-    mapping_hash_ =
-        make_hash("eph_map", "mapping table", worker, max_mappings, sizeof(MappingKey), socket, equal_mapping_key);
-    try {
-        session_hash_ = make_hash("eph_ses", "session table", worker, max_extra_sessions, sizeof(SessionKey), socket,
-                                  equal_session_key);
-    } catch (...) {
-        rte_hash_free(mapping_hash_);
-        throw;
+    // Handed out from the top of the stack: index 0 first.
+    for (uint32_t i = 0; i < max_mappings; ++i) free_mappings_[i] = max_mappings - 1 - i;
+    free_top_ = max_mappings;
+    session_hash_ = create_worker_hash("eph_ses", "session table", worker, max_extra_sessions, sizeof(SessionKey),
+                                       socket);
+    rte_hash_set_cmp_func(session_hash_, equal_session_key);
+}
+
+SessionTable::~SessionTable() { rte_hash_free(session_hash_); }
+
+void SessionTable::lookup_bulk(const MappingKey* keys, unsigned n, int32_t* positions) const
+{
+    uint32_t sigs[64];
+    uint32_t candidates[64];
+    for (unsigned done = 0; done < n; done += 64) {
+        const unsigned m = n - done < 64 ? n - done : 64;
+        for (unsigned i = 0; i < m; ++i) {
+            sigs[i] = signature(keys[done + i]);
+            prefetch_bucket(sigs[i]);
+        }
+        for (unsigned i = 0; i < m; ++i) candidates[i] = candidate(sigs[i]);
+        for (unsigned i = 0; i < m; ++i) positions[done + i] = confirm(keys[done + i], sigs[i], candidates[i]);
     }
 }
 
-SessionTable::~SessionTable()
-{
-    rte_hash_free(session_hash_);
-    rte_hash_free(mapping_hash_);
-}
-
-void SessionTable::lookup_bulk(const MappingKey* const* keys, const hash_sig_t* sigs, unsigned n,
-                               int32_t* positions) const
-{
-    rte_hash_lookup_with_hash_bulk(mapping_hash_, reinterpret_cast<const void**>(const_cast<const MappingKey**>(keys)),
-                                   const_cast<hash_sig_t*>(sigs), n, positions);
-}
-
-int32_t SessionTable::lookup(const MappingKey& key) const { return rte_hash_lookup(mapping_hash_, &key); }
-
 int32_t SessionTable::add_mapping(const MappingKey& key)
 {
-    if (mapping_count_ >= mappings_.size()) return -ENOSPC;
-    const int32_t pos = rte_hash_add_key(mapping_hash_, &key);
-    if (pos < 0) return pos;
-    Mapping& m = mappings_[uint32_t(pos)];
+    if (free_top_ == 0) return -ENOSPC;
+    const uint32_t sig = signature(key);
+    if (find(key, sig) >= 0) return -EEXIST;
+    const uint32_t pos = free_mappings_[free_top_ - 1];
+    if (!index_.insert(sig, pos)) return -ENOSPC;
+    --free_top_;
+    Mapping& m = mappings_[pos];
     // Field by field: live and expires may be read by the control plane.
     m.in_addr = key.addr;
     m.ext_addr = 0;
@@ -88,8 +74,7 @@ int32_t SessionTable::add_mapping(const MappingKey& key)
     m.is_explicit = 0;
     publish_expires(m, 0);
     publish_live(m, 1);
-    ++mapping_count_;
-    return pos;
+    return int32_t(pos);
 }
 
 void SessionTable::remove_mapping(uint32_t index)
@@ -97,11 +82,10 @@ void SessionTable::remove_mapping(uint32_t index)
     Mapping& m = mappings_[index];
     if (!m.live) return;
     while (m.extra_head != kNone) remove_extra(m.extra_head);
-    const MappingKey key{m.in_addr, m.in_port, m.l4};
-    rte_hash_del_key(mapping_hash_, &key);
+    index_.erase(signature(MappingKey{m.in_addr, m.in_port, m.l4}), index);
+    free_mappings_[free_top_++] = index;
     publish_live(m, 0);
     m.first.live = 0;
-    --mapping_count_;
 }
 
 SessionState* SessionTable::find_extra(uint32_t index, uint32_t remote_addr, uint16_t remote_port)
@@ -179,18 +163,15 @@ uint32_t SessionTable::expire_sessions(uint32_t index, Tick now)
 
 size_t SessionTable::memory_bytes() const
 {
-    // rte_hash: buckets of 8 (64 B) for the next power of two of entries, the
-    // extendable buckets as many again, and one key slot (16 B aligned + the
-    // data pointer) per entry.
-    auto hash_bytes = [](size_t entries, size_t key_len) {
-        size_t pow2 = 1;
-        while (pow2 < entries) pow2 <<= 1;
-        const size_t buckets = pow2 / 8;
-        const size_t key_slot = (sizeof(void*) + key_len + 15) / 16 * 16;
-        return 2 * buckets * 64 + (entries + 1) * key_slot + 2 * buckets * 4;
-    };
-    return mappings_.bytes() + extras_.bytes() + hash_bytes(mappings_.size(), sizeof(MappingKey)) +
-           hash_bytes(extras_.size(), sizeof(SessionKey));
+    // The session rte_hash: buckets of 8 (64 B) for the next power of two of
+    // entries, the extendable buckets as many again, and one key slot (16 B
+    // aligned + the data pointer) per entry.
+    size_t pow2 = 1;
+    while (pow2 < extras_.size()) pow2 <<= 1;
+    const size_t buckets = pow2 / 8;
+    const size_t key_slot = (sizeof(void*) + sizeof(SessionKey) + 15) / 16 * 16;
+    const size_t session_hash = 2 * buckets * 64 + (extras_.size() + 1) * key_slot + 2 * buckets * 4;
+    return mappings_.bytes() + index_.bytes() + free_mappings_.bytes() + extras_.bytes() + session_hash;
 }
 
 } // namespace ephemera

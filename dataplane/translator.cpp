@@ -439,9 +439,8 @@ uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now, rte_mbuf** 
     Drop why[kBurst];
     bool ok[kBurst];
     MappingKey keys[kBurst];
-    const MappingKey* key_ptrs[kBurst];
     uint32_t sigs[kBurst];
-    int32_t found[kBurst];
+    uint32_t candidates[kBurst];
     uint8_t key_of[kBurst];
 
     stats_.rx[unsigned(Dir::Out)] += n;
@@ -452,14 +451,12 @@ uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now, rte_mbuf** 
         ok[i] = parse::frame(pkts[i], parsed[i], why[i]);
         if (ok[i] && !parsed[i].icmp_error) {
             keys[nkeys] = MappingKey{parsed[i].src, parsed[i].sport, uint8_t(parsed[i].space)};
-            key_ptrs[nkeys] = &keys[nkeys];
-            sigs[nkeys] = SessionTable::signature(keys[nkeys]);
+            sigs[nkeys] = table_.signature(keys[nkeys]);
+            table_.prefetch_bucket(sigs[nkeys]);
             key_of[i] = uint8_t(nkeys++);
         }
     }
-    if (nkeys) table_.lookup_bulk(key_ptrs, sigs, nkeys, found);
-    for (unsigned k = 0; k < nkeys; ++k)
-        if (found[k] >= 0) rte_prefetch0(&table_.mapping(uint32_t(found[k])));
+    for (unsigned k = 0; k < nkeys; ++k) candidates[k] = table_.candidate(sigs[k]); // prefetches the mapping
 
     uint16_t out = 0;
     for (uint16_t i = 0; i < n; ++i) {
@@ -479,7 +476,8 @@ uint16_t Translator::outbound(rte_mbuf** pkts, uint16_t n, Tick now, rte_mbuf** 
             }
             continue;
         }
-        int32_t index = found[key_of[i]];
+        const unsigned k = key_of[i];
+        int32_t index = table_.confirm(keys[k], sigs[k], candidates[k]);
         if (index < 0 &&
             (index = create_mapping(p, rte_pktmbuf_mtod(m, const rte_ether_hdr*)->src_addr.addr_bytes, now, reason)) <
                 0) {

@@ -1,9 +1,10 @@
 // A worker's mappings (bindings) and the sessions under them.
 //
-// Mappings live in an rte_hash keyed by (inside addr, inside port, protocol);
-// the hash position is the mapping's index into a flat array of 64-byte
-// entries, and the outside->inside path reaches the same index through the
-// port partition without hashing. A mapping carries its first session inline:
+// Mappings live in a flat array of 64-byte entries. The inside->outside path
+// finds a mapping's index through a MappingIndex keyed by (inside addr,
+// inside port, protocol) and confirms the key in the entry itself; the
+// outside->inside path reaches the same index through the port partition
+// without hashing. A mapping carries its first session inline:
 // most mappings only ever talk to one remote endpoint, so the common packet
 // touches one cache line of table state. Further sessions (EIF peers, a client
 // port reused towards many servers) go into a second rte_hash keyed by
@@ -12,12 +13,15 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 
 #include <rte_hash_crc.h>
+#include <rte_prefetch.h>
 
 #include "ephemera/clock.hpp"
 #include "ephemera/dpdk_array.hpp"
 #include "ephemera/flow_key.hpp"
+#include "ephemera/mapping_index.hpp"
 
 struct rte_hash;
 
@@ -101,13 +105,35 @@ public:
     SessionTable(const SessionTable&) = delete;
     SessionTable& operator=(const SessionTable&) = delete;
 
-    // The hash rte_hash uses for a mapping key; computed by the caller while
-    // the key is in a register, instead of through a function pointer.
-    static uint32_t signature(const MappingKey& key) { return rte_hash_crc(&key, sizeof key, 0); }
+    // A mapping key's hash (seeded per table, so that which keys share a
+    // bucket cannot be worked out from outside).
+    uint32_t signature(const MappingKey& key) const
+    {
+        uint64_t k;
+        std::memcpy(&k, &key, sizeof k);
+        return rte_hash_crc_8byte(k, seed_);
+    }
+    // The burst pipeline of a lookup, one step per loop over the burst so that
+    // the cache misses of all its packets overlap: prefetch the key's bucket;
+    // take the candidate from it and prefetch that mapping; confirm it.
+    void prefetch_bucket(uint32_t sig) const { index_.prefetch(sig); }
+    uint32_t candidate(uint32_t sig) const
+    {
+        const uint32_t c = index_.candidate(sig);
+        if (c != MappingIndex::kNone) rte_prefetch0(&mappings_[c]);
+        return c;
+    }
+    // The mapping index of key (negative when absent), given its candidate.
+    int32_t confirm(const MappingKey& key, uint32_t sig, uint32_t candidate) const
+    {
+        if (candidate != MappingIndex::kNone && holds_key(mappings_[candidate], key)) return int32_t(candidate);
+        return find(key, sig); // another entry of the bucket, its overflow chain, or none
+    }
     // positions[i] is the mapping index of keys[i], or negative when absent.
-    void lookup_bulk(const MappingKey* const* keys, const uint32_t* sigs, unsigned n, int32_t* positions) const;
-    int32_t lookup(const MappingKey& key) const;
-    // Index of a new, zeroed, live mapping; negative when the table is full.
+    void lookup_bulk(const MappingKey* keys, unsigned n, int32_t* positions) const;
+    int32_t lookup(const MappingKey& key) const { return find(key, signature(key)); }
+    // Index of a new, zeroed, live mapping; -ENOSPC when the table is full,
+    // -EEXIST when the key has one.
     int32_t add_mapping(const MappingKey& key);
     // Forgets the mapping and all its sessions. The caller releases the port.
     void remove_mapping(uint32_t index);
@@ -115,7 +141,7 @@ public:
     Mapping& mapping(uint32_t index) { return mappings_[index]; }
     const Mapping& mapping(uint32_t index) const { return mappings_[index]; }
     uint32_t capacity() const { return uint32_t(mappings_.size()); }
-    uint32_t mapping_count() const { return mapping_count_; }
+    uint32_t mapping_count() const { return index_.size(); }
     uint32_t extra_capacity() const { return uint32_t(extras_.size()); }
     uint32_t extra_count() const { return extra_count_; }
 
@@ -159,14 +185,25 @@ public:
     size_t memory_bytes() const;
 
 private:
+    static bool holds_key(const Mapping& m, const MappingKey& key)
+    {
+        return m.in_addr == key.addr && m.in_port == key.port && m.l4 == key.l4;
+    }
+    int32_t find(const MappingKey& key, uint32_t sig) const
+    {
+        const uint32_t i = index_.find(sig, [&](uint32_t c) { return holds_key(mappings_[c], key); });
+        return i == MappingIndex::kNone ? -1 : int32_t(i);
+    }
     SessionState* find_extra(uint32_t index, uint32_t remote_addr, uint16_t remote_port);
     void remove_extra(uint32_t extra_index);
 
-    rte_hash* mapping_hash_ = nullptr;
     rte_hash* session_hash_ = nullptr;
     DpdkArray<Mapping> mappings_;
+    MappingIndex index_;
+    DpdkArray<uint32_t> free_mappings_; // [0, free_top_) are unused mapping indices
+    uint32_t free_top_ = 0;
+    uint32_t seed_ = 0;
     DpdkArray<ExtraSession> extras_;
-    uint32_t mapping_count_ = 0;
     uint32_t extra_count_ = 0;
 };
 
