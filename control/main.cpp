@@ -380,6 +380,9 @@ int main(int argc, char** argv)
                         flow_rules ? "flow" : "sw", config.nat.pool.size(), config.nat.ports.first,
                         config.nat.ports.last, to_string(config.nat.filtering));
             std::printf("ephemera: steering: %s\n", shared.steering.c_str());
+            std::printf("ephemera: IPv4 header checksums verified by: inside %s, outside %s\n",
+                        inside->rx_ip_checksum() ? "the NIC" : "software",
+                        outside->rx_ip_checksum() ? "the NIC" : "software");
             if (deterministic)
                 std::printf("ephemera: deterministic (RFC 7422): %u hosts of %s/%u, %u ports each%s; "
                             "`ephemeractl who POOLADDR:PORT --config FILE` names the holder\n",

@@ -99,6 +99,8 @@ std::string EthPort::probe(const std::string& role, const std::string& spec, uin
                              "); for a NIC bind it with dpdk-devbind.py and give its PCI address");
 }
 
+uint64_t rx_offloads_for(uint64_t rx_offload_capa) { return rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM; }
+
 EthPort::EthPort(const std::string& role, const std::string& spec, uint16_t queues, uint16_t rx_desc,
                  uint16_t tx_desc, rte_mempool* pool, bool source_rss, uint16_t mtu)
 {
@@ -114,7 +116,13 @@ EthPort::EthPort(const std::string& role, const std::string& spec, uint16_t queu
                                  std::to_string(info.max_rx_queues) + " RX queues, " + std::to_string(queues) +
                                  " workers need one each");
 
+    // Where the NIC can check IPv4 header checksums, it does, and the parser
+    // takes its word (RTE_MBUF_F_RX_IP_CKSUM_GOOD/BAD) instead of summing the
+    // header again: about a tenth of the instructions of an established packet.
+    const uint64_t rx_offloads = rx_offloads_for(info.rx_offload_capa);
+    rx_ip_checksum_ = rx_offloads != 0;
     rte_eth_conf conf{};
+    conf.rxmode.offloads = rx_offloads;
     hw::RssPlan rss;
     if (source_rss) {
         rss = hw::plan_source_rss(info, queues);
@@ -130,6 +138,7 @@ EthPort::EthPort(const std::string& role, const std::string& spec, uint16_t queu
             rss.on = false;
             rss_why_ = std::string("the port refused RSS on the IPv4 source: ") + rte_strerror(-rc);
             conf = rte_eth_conf{};
+            conf.rxmode.offloads = rx_offloads;
         }
     }
     if (!rss.on)

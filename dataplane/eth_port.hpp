@@ -13,6 +13,10 @@
 
 namespace ephemera {
 
+// The receive offloads the gateway asks of a port that offers them: IPv4
+// header checksum verification only (L4 checksums are updated, never checked).
+uint64_t rx_offloads_for(uint64_t rx_offload_capa);
+
 class EthPort {
 public:
     // spec: "auto:IFACE" (net_af_xdp on IFACE, else net_af_packet), a vdev
@@ -42,6 +46,8 @@ public:
     const std::string& name() const { return name_; }
     const hw::SourceRss* source_rss() const { return rss_on_ ? &rss_ : nullptr; }
     const std::string& rss_why() const { return rss_why_; }
+    // The NIC verifies IPv4 header checksums (RX offload on).
+    bool rx_ip_checksum() const { return rx_ip_checksum_; }
 
 private:
     static std::string probe(const std::string& role, const std::string& spec, uint16_t queues, uint16_t mtu,
@@ -53,6 +59,7 @@ private:
     std::string name_, driver_;
     hw::SourceRss rss_;
     bool rss_on_ = false;
+    bool rx_ip_checksum_ = false;
     std::string rss_why_;
 };
 

@@ -106,6 +106,19 @@ public:
     {
         return run(Dir::In, make_mbuf(outside_frame(ip_packet)), &carried);
     }
+    // As received by a NIC that left its IPv4 checksum verdict in ol_flags.
+    Outcome out_flagged(const Bytes& ip_packet, uint64_t ol_flags)
+    {
+        rte_mbuf* m = make_mbuf(inside_frame(ip_packet));
+        m->ol_flags = ol_flags;
+        return run(Dir::Out, m);
+    }
+    Outcome in_flagged(const Bytes& ip_packet, uint64_t ol_flags)
+    {
+        rte_mbuf* m = make_mbuf(outside_frame(ip_packet));
+        m->ol_flags = ol_flags;
+        return run(Dir::In, m);
+    }
     // The same in a chain of mbufs whose first holds first_len bytes (a datagram the gateway reassembled).
     Outcome out_chained(const Bytes& ip_packet, size_t first_len)
     {

@@ -11,6 +11,7 @@
 #include <rte_dev.h>
 #include <rte_ethdev.h>
 
+#include "../dataplane/eth_port.hpp"
 #include "../dataplane/hw_steering.hpp"
 
 using namespace ephemera;
@@ -50,6 +51,17 @@ void expect_exact_cover(uint16_t first, uint16_t last)
 }
 
 } // namespace
+
+// A NIC that can verify IPv4 header checksums is asked to (the parser then
+// takes its verdict); nothing else is asked of it, whatever it offers.
+TEST(RxOffloads, OnlyIpv4HeaderChecksumsAreAskedOfANicThatOffersThem)
+{
+    EXPECT_EQ(ephemera::rx_offloads_for(~uint64_t(0)), RTE_ETH_RX_OFFLOAD_IPV4_CKSUM);
+    EXPECT_EQ(ephemera::rx_offloads_for(RTE_ETH_RX_OFFLOAD_IPV4_CKSUM | RTE_ETH_RX_OFFLOAD_VLAN_STRIP),
+              RTE_ETH_RX_OFFLOAD_IPV4_CKSUM);
+    EXPECT_EQ(ephemera::rx_offloads_for(RTE_ETH_RX_OFFLOAD_UDP_CKSUM | RTE_ETH_RX_OFFLOAD_TCP_CKSUM), 0u);
+    EXPECT_EQ(ephemera::rx_offloads_for(0), 0u);
+}
 
 TEST(PortPrefixes, CoverExactlyTheRange)
 {

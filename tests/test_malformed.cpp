@@ -261,6 +261,32 @@ TEST_F(Malformed, BadIpv4HeaderChecksumIsBadChecksum)
     EXPECT_EQ(mbufs_available(), kMbufPoolSize);
 }
 
+// With RX checksum offload the NIC's verdict decides: BAD is dropped like a
+// failed software check, GOOD is not summed again (that is the saving).
+TEST_F(Malformed, AHeaderTheNicFoundBadIsBadChecksum)
+{
+    Primed p;
+    EXPECT_TRUE(dropped(p.nat.out_flagged(udp_packet(kSub1, 5001, kRemote1, 53, pattern(8)), RTE_MBUF_F_RX_IP_CKSUM_BAD),
+                        Drop::BadChecksum));
+    EXPECT_TRUE(dropped(p.nat.in_flagged(udp_packet(kRemote1, 53, p.ext, p.udp, pattern(8)), RTE_MBUF_F_RX_IP_CKSUM_BAD),
+                        Drop::BadChecksum));
+    EXPECT_EQ(p.nat.mapping_of(kSub1, 5001, L4::Udp), kNoMapping);
+    EXPECT_EQ(mbufs_available(), kMbufPoolSize);
+}
+
+TEST_F(Malformed, AHeaderTheNicVouchedForIsNotCheckedAgainButAnUnknownVerdictIs)
+{
+    Primed p;
+    Ipv4Opts o;
+    o.bad_checksum = true; // only software would notice
+    EXPECT_TRUE(forwarded(p.nat.out_flagged(udp_packet(kSub1, 5001, kRemote1, 53, pattern(8), o),
+                                            RTE_MBUF_F_RX_IP_CKSUM_GOOD)));
+    EXPECT_TRUE(dropped(p.nat.out_flagged(udp_packet(kSub1, 5002, kRemote1, 53, pattern(8), o),
+                                          RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN),
+                        Drop::BadChecksum));
+    EXPECT_EQ(mbufs_available(), kMbufPoolSize);
+}
+
 TEST_F(Malformed, FragmentsAreDroppedAsFragment)
 {
     Primed p;
