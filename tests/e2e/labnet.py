@@ -178,6 +178,24 @@ def ns_run(ns: str, args: list, timeout: float, **kwargs) -> subprocess.Complete
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, **kwargs)
 
 
+def udp_rcvbuf_errors(ns: str) -> int:
+    """UDP datagrams the kernel of ns dropped because a receiving socket's buffer was full
+    (/proc/net/snmp Udp RcvbufErrors): lost after crossing the gateway, at a slow reader."""
+    text = ns_run(ns, ["cat", "/proc/net/snmp"], timeout=5).stdout
+    rows = [line.split() for line in text.splitlines() if line.startswith("Udp:")]
+    if len(rows) < 2 or "RcvbufErrors" not in rows[0]:
+        raise RuntimeError(f"no Udp RcvbufErrors in /proc/net/snmp of {ns}")
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def backlog_drops() -> int:
+    """Packets the kernel dropped because a CPU's input backlog was full (/proc/net/softnet_stat,
+    second column, all CPUs). Not per namespace: read around traffic that is the only traffic,
+    it counts what a veth peer without XDP (eph-out's) could not queue for a busy CPU."""
+    with open("/proc/net/softnet_stat") as f:
+        return sum(int(line.split()[1], 16) for line in f if line.strip())
+
+
 def ns_popen(ns: str, args: list, **kwargs) -> subprocess.Popen:
     return subprocess.Popen(["ip", "netns", "exec", ns, *map(str, args)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -450,13 +450,22 @@ class Iperf3(unittest.TestCase):
         note(f"iperf3 tcp: {received['bytes']} bytes, {received['bits_per_second'] / 1e6:.0f} Mbit/s")
 
     def test_iperf3_udp_bytes_delivered_with_low_loss(self):
+        # On a busy 2-core machine (or one whose host steals its CPU) the iperf3 server
+        # is sometimes not scheduled for a while, and datagrams the gateway delivered
+        # are dropped by the receiving kernel: its socket buffer full (RcvbufErrors in
+        # eph-out) or a CPU's input backlog full on the way into eph-out. Those are
+        # counted there; only the rest of the loss can be the gateway's or the links'.
+        overflowed_before = L.udp_rcvbuf_errors(NS_OUT) + L.backlog_drops()
         c, s = self._iperf3(5202, ["-u", "-b", "20M", "-l", "1400"])
+        overflowed = L.udp_rcvbuf_errors(NS_OUT) + L.backlog_drops() - overflowed_before
         received = s["end"]["sum_received"]  # the server is the receiver
         self.assertGreater(received["bytes"], 0, f"UDP: server received nothing: {received}")
         self.assertGreater(received["packets"] - received["lost_packets"], 0, f"UDP: {received}")
-        self.assertLess(received["lost_percent"], 10.0, f"UDP loss: {received}")
+        lost_on_the_way = max(received["lost_packets"] - overflowed, 0)
+        self.assertLess(100.0 * lost_on_the_way / received["packets"], 10.0,
+                        f"UDP loss before the receiving kernel ({overflowed} dropped there): {received}")
         note(f"iperf3 udp 20 Mbit/s: {received['bytes']} bytes received, "
-             f"{received['lost_percent']:.2f} % lost")
+             f"{received['lost_percent']:.2f} % lost ({overflowed} dropped by the receiving kernel)")
 
 
 def _listener(addr: str, port: int) -> socket.socket:
