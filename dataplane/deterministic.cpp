@@ -49,24 +49,27 @@ DeterministicMap::Slot DeterministicMap::slot_of(uint32_t addr) const
     return s;
 }
 
-std::optional<uint32_t> DeterministicMap::host_of(unsigned pool, uint16_t port) const
+std::optional<DeterministicMap::RangeAt> DeterministicMap::range_at(unsigned pool, uint16_t port) const
 {
     if (pool >= pool_size_ || !layout_.in_range(port)) return std::nullopt;
     const unsigned w = layout_.owner_of(port);
-    const uint32_t j = (port - first_[w]) / ports_per_host_;
-    if (j >= per_partition_) return std::nullopt; // overflow ranges, then the partition's unused tail
-    const uint64_t h = uint64_t(pool) * workers_ * per_partition_ + uint64_t(j) * workers_ + w;
+    return RangeAt{w, (port - first_[w]) / ports_per_host_};
+}
+
+std::optional<uint32_t> DeterministicMap::host_of(unsigned pool, uint16_t port) const
+{
+    const auto at = range_at(pool, port);
+    if (!at || at->range >= per_partition_) return std::nullopt; // overflow ranges, then the partition's unused tail
+    const uint64_t h = uint64_t(pool) * workers_ * per_partition_ + uint64_t(at->range) * workers_ + at->worker;
     if (h >= hosts_) return std::nullopt; // a range no host of the prefix falls on
     return prefix_ + uint32_t(h);
 }
 
 std::optional<std::pair<uint16_t, uint16_t>> DeterministicMap::overflow_range_of(unsigned pool, uint16_t port) const
 {
-    if (pool >= pool_size_ || !layout_.in_range(port)) return std::nullopt;
-    const unsigned w = layout_.owner_of(port);
-    const uint32_t j = (port - first_[w]) / ports_per_host_;
-    if (j < per_partition_ || j >= per_partition_ + overflow_) return std::nullopt;
-    const uint16_t first = uint16_t(first_[w] + j * ports_per_host_);
+    const auto at = range_at(pool, port);
+    if (!at || at->range < per_partition_ || at->range >= per_partition_ + overflow_) return std::nullopt;
+    const uint16_t first = uint16_t(first_[at->worker] + at->range * ports_per_host_);
     return std::pair<uint16_t, uint16_t>{first, uint16_t(first + ports_per_host_ - 1)};
 }
 

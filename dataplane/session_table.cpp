@@ -24,7 +24,6 @@ SessionTable::SessionTable(uint32_t max_mappings, uint32_t max_extra_sessions, u
 {
     // Handed out from the top of the stack: index 0 first.
     for (uint32_t i = 0; i < max_mappings; ++i) free_mappings_[i] = max_mappings - 1 - i;
-    free_top_ = max_mappings;
     session_hash_ = create_worker_hash("eph_ses", "session table", worker, max_extra_sessions, sizeof(SessionKey),
                                        socket);
     rte_hash_set_cmp_func(session_hash_, equal_session_key);
@@ -49,12 +48,12 @@ void SessionTable::lookup_bulk(const MappingKey* keys, unsigned n, int32_t* posi
 
 int32_t SessionTable::add_mapping(const MappingKey& key)
 {
-    if (free_top_ == 0) return -ENOSPC;
+    const uint32_t unused = capacity() - mapping_count();
+    if (unused == 0) return -ENOSPC;
     const uint32_t sig = signature(key);
     if (find(key, sig) >= 0) return -EEXIST;
-    const uint32_t pos = free_mappings_[free_top_ - 1];
+    const uint32_t pos = free_mappings_[unused - 1];
     if (!index_.insert(sig, pos)) return -ENOSPC;
-    --free_top_;
     Mapping& m = mappings_[pos];
     // Field by field: live and expires may be read by the control plane.
     m.in_addr = key.addr;
@@ -83,7 +82,7 @@ void SessionTable::remove_mapping(uint32_t index)
     if (!m.live) return;
     while (m.extra_head != kNone) remove_extra(m.extra_head);
     index_.erase(signature(MappingKey{m.in_addr, m.in_port, m.l4}), index);
-    free_mappings_[free_top_++] = index;
+    free_mappings_[capacity() - mapping_count() - 1] = index;
     publish_live(m, 0);
     m.first.live = 0;
 }

@@ -224,10 +224,9 @@ bool Translator::pool_index_of(uint32_t subscriber_net, unsigned& pool_index, ui
 int32_t Translator::create_mapping(const Parsed& p, const uint8_t* inside_mac, Tick now, Drop& why, uint16_t wanted,
                                    bool wanted_only)
 {
+    // The callers looked the key up just before (the burst loop after any
+    // mapping an earlier packet of the burst made): it has none.
     const MappingKey key{p.src, p.sport, uint8_t(p.space)};
-    // An earlier packet of this burst may have created it already.
-    const int32_t existing = table_.lookup(key);
-    if (existing >= 0) return existing;
 
     // Only what opens a flow may create a mapping.
     if ((p.space == L4::Tcp && (p.tcp_flags & RTE_TCP_RST_FLAG)) ||

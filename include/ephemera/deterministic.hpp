@@ -61,6 +61,14 @@ public:
     uint32_t overflow_ranges() const { return overflow_; }           // V
 
 private:
+    // Where a port of the range lies: its worker and the index of its
+    // ports_per_host()-wide range within that worker's share.
+    struct RangeAt {
+        unsigned worker;
+        uint32_t range;
+    };
+    std::optional<RangeAt> range_at(unsigned pool, uint16_t port) const;
+
     uint32_t prefix_, hosts_, pool_size_, per_partition_, ports_per_host_, overflow_;
     unsigned workers_;
     std::vector<uint16_t> first_; // first port of each worker's partition

@@ -200,8 +200,8 @@ private:
     rte_hash* session_hash_ = nullptr;
     DpdkArray<Mapping> mappings_;
     MappingIndex index_;
-    DpdkArray<uint32_t> free_mappings_; // [0, free_top_) are unused mapping indices
-    uint32_t free_top_ = 0;
+    // Unused mapping indices: the first capacity() - mapping_count() entries.
+    DpdkArray<uint32_t> free_mappings_;
     uint32_t seed_ = 0;
     DpdkArray<ExtraSession> extras_;
     uint32_t extra_count_ = 0;
