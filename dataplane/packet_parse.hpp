@@ -39,6 +39,16 @@ inline bool is_icmp_error(uint8_t type)
 }
 inline bool is_icmp_query(uint8_t type) { return type == RTE_IP_ICMP_ECHO_REQUEST || type == RTE_IP_ICMP_ECHO_REPLY; }
 
+// For RTE_MBUF_F_RX_IP_CKSUM_NONE: the NIC vouched for the header but says
+// the field in the data is not its sum (left to a checksum offload upstream).
+// The real one goes in, or every incremental update after this would start
+// from a wrong value; the only write the parser makes. Out of line: rare.
+[[gnu::cold, gnu::noinline]] inline void refill_ipv4_checksum(rte_ipv4_hdr* ip)
+{
+    ip->hdr_checksum = 0;
+    ip->hdr_checksum = rte_ipv4_cksum(ip);
+}
+
 // IPv4 options are TLVs after the fixed header; reject any that run past it.
 inline bool options_valid(const uint8_t* opt, unsigned len)
 {
@@ -83,9 +93,18 @@ __attribute__((always_inline)) inline bool frame(const rte_mbuf* m, Translator::
     }
     const uint16_t ip_len = rte_be_to_cpu_16(ip->total_length);
     if (ip_len < ihl || l3 + uint32_t(ip_len) > m->pkt_len) { why = Drop::Malformed; return false; }
+    // The NIC's verdict where it gave one: GOOD; BAD; NONE (the header is
+    // sound, its checksum field was never filled in). UNKNOWN: software sums.
     const uint64_t cksum_flags = m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK;
-    if (cksum_flags == RTE_MBUF_F_RX_IP_CKSUM_BAD ||
-        (cksum_flags != RTE_MBUF_F_RX_IP_CKSUM_GOOD && !csum::verify_ipv4_header(ip, ihl))) {
+    bool header_ok;
+    if (cksum_flags == RTE_MBUF_F_RX_IP_CKSUM_UNKNOWN) {
+        header_ok = csum::verify_ipv4_header(ip, ihl);
+    } else {
+        header_ok = cksum_flags != RTE_MBUF_F_RX_IP_CKSUM_BAD;
+        if (cksum_flags == RTE_MBUF_F_RX_IP_CKSUM_NONE) [[unlikely]]
+            refill_ipv4_checksum(const_cast<rte_ipv4_hdr*>(ip));
+    }
+    if (!header_ok) {
         why = Drop::BadChecksum;
         return false;
     }

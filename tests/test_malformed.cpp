@@ -287,6 +287,27 @@ TEST_F(Malformed, AHeaderTheNicVouchedForIsNotCheckedAgainButAnUnknownVerdictIs)
     EXPECT_EQ(mbufs_available(), kMbufPoolSize);
 }
 
+// RTE_MBUF_F_RX_IP_CKSUM_NONE: the header is sound but its checksum field is
+// not filled in. Incremental updates from that field would leave a wrong sum,
+// so the packet goes out with the header summed afresh, both ways.
+TEST_F(Malformed, AHeaderTheNicVerifiedWithAnUnfilledChecksumLeavesWithAValidOne)
+{
+    Primed p;
+    Ipv4Opts o;
+    o.bad_checksum = true;
+    const Outcome out = p.nat.out_flagged(udp_packet(kSub1, 5001, kRemote1, 53, pattern(8), o),
+                                          RTE_MBUF_F_RX_IP_CKSUM_NONE);
+    ASSERT_TRUE(forwarded(out));
+    EXPECT_TRUE(ip_checksum_ok(out.parsed()));
+    EXPECT_TRUE(l4_checksum_ok(out.parsed()));
+    const Outcome in = p.nat.in_flagged(udp_packet(kRemote1, 53, p.ext, p.udp, pattern(8), o),
+                                        RTE_MBUF_F_RX_IP_CKSUM_NONE);
+    ASSERT_TRUE(forwarded(in));
+    EXPECT_TRUE(ip_checksum_ok(in.parsed()));
+    EXPECT_TRUE(l4_checksum_ok(in.parsed()));
+    EXPECT_EQ(mbufs_available(), kMbufPoolSize);
+}
+
 TEST_F(Malformed, FragmentsAreDroppedAsFragment)
 {
     Primed p;
