@@ -626,6 +626,65 @@ class Hairpinning(unittest.TestCase):
         note(f"hairpin: host 1 is {mapped1[0]}:{mapped1[1]}, host 2 seen as {seen[0]}:{seen[1]}")
 
 
+class PortForwardHairpinning(unittest.TestCase):
+    """RFC 4787 REQ-9 towards a port forward: inside hosts reach a static mapping of another
+    inside host through its pool address and port, each seen from its own mapping, and the
+    answers come back from the forward's endpoint. With several workers the senders are
+    dispatched to different workers than the forward's, so some hairpinned packets cross
+    between workers (the handoff counters must move)."""
+
+    SENDERS = [f"100.64.0.{30 + i}" for i in range(8)]
+    FORWARD_PORT = 7200  # below the lab's dynamic range, as a port forward must be
+
+    def setUp(self):
+        if L.lab().gateway != "ephemera":
+            self.skipTest("port forwards are ephemera's static mappings")
+        state = dict(line.partition("=")[::2] for line in (L.STATE_DIR / "state").read_text().splitlines())
+        self.ctl = os.path.join(state["build"], "control", "ephemeractl")
+        self.pool = L.lab().pool_addresses()[0]
+        self.ext = f"{self.pool}:{self.FORWARD_PORT}"
+        self.run_ctl("static", "add", "udp", f"{IN_IP}:{self.FORWARD_PORT}", self.ext)
+        self.addCleanup(self.run_ctl, "static", "del", "udp", self.ext, check=False)
+        L.add_subscribers(self.SENDERS)
+        self.addCleanup(L.remove_subscribers, self.SENDERS)
+
+    def run_ctl(self, *args, check=True):
+        p = subprocess.run([self.ctl, "--file-prefix", "ephemera-lab", *args], capture_output=True, text=True,
+                           timeout=20, stdin=subprocess.DEVNULL)
+        if check:
+            self.assertEqual(0, p.returncode, p.stderr)
+        return p
+
+    def test_rfc4787_req9_inside_hosts_reach_a_port_forward_through_the_pool(self):
+        server = _udp_socket(NS_IN, IN_IP, self.FORWARD_PORT, 0.5)
+        self.addCleanup(server.close)
+        before = L.fresh_stats(time.time())
+        seen_as = {}
+        for a in self.SENDERS:
+            host = _udp_socket(NS_IN, a, 0, 2)
+            self.addCleanup(host.close)
+            got = L.send_until_received(host, lambda i, a=a: f"from {a} #{i}".encode(), (self.pool, self.FORWARD_PORT),
+                                        server, 10)
+            self.assertIsNotNone(got, f"nothing from {a} reached {IN_IP}:{self.FORWARD_PORT}; drops: "
+                                      f"{L.read_stats()['drops']}")
+            data, seen = got
+            self.assertTrue(data.startswith(f"from {a} #".encode()), data)
+            self.assertTrue(L.lab().in_pool(seen[0]), f"{a} seen as {seen}: not a pool address")
+            self.assertTrue(L.lab().in_port_range(seen[1]), f"{a} seen from port {seen[1]}")
+            server.sendto(b"back to " + a.encode(), seen)
+            reply, source = host.recvfrom(100)
+            self.assertEqual((b"back to " + a.encode(), (self.pool, self.FORWARD_PORT)), (reply, source))
+            seen_as[a] = seen
+        self.assertEqual(len(self.SENDERS), len(set(seen_as.values())), f"mappings not distinct: {seen_as}")
+        after = L.fresh_stats(time.time())
+        self.assertGreaterEqual(after["hairpinned"] - before["hairpinned"], 2 * len(self.SENDERS))
+        crossed = after["handoff"]["in"] - before["handoff"]["in"]
+        if L.lab().workers > 1:
+            self.assertGreater(crossed, 0, "no hairpinned packet crossed between workers")
+        note(f"port-forward hairpin: {len(self.SENDERS)} inside hosts via {self.ext}; {crossed} packets handed "
+             f"between workers")
+
+
 class ControlClient(unittest.TestCase):
     """ephemeractl against the running gateway: human tables and --json agree with the traffic."""
 
@@ -935,7 +994,7 @@ class PortPreservation(unittest.TestCase):
 
 
 ORDER = [UnsolicitedInbound, UnsolicitedSyn, PortPreservation, IcmpEcho, HttpThroughGateway, IcmpErrors, Iperf3, ManySubscribers,
-         Hairpinning, FragmentedDatagrams, ExcludedDestination, ControlClient, PcpServer, GatewayCounters]
+         Hairpinning, PortForwardHairpinning, FragmentedDatagrams, ExcludedDestination, ControlClient, PcpServer, GatewayCounters]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
