@@ -281,12 +281,14 @@ int main(int argc, char** argv)
         ->required()
         ->check(CLI::Range(0u, 2592000u));
     auto* config = app.add_subcommand("config", "the running configuration");
-    std::string at, log_path, config_path;
+    std::string at, config_path;
+    std::vector<std::string> log_paths;
     auto* who = app.add_subcommand(
         "who", "who held POOLADDR:PORT at a time, from a mapping log file (or, in deterministic mode, the config)");
     who->add_option("endpoint", endpoint, "POOLADDR:PORT")->required();
     auto* who_at = who->add_option("--at", at, "time: 2026-11-21T16:30:00.123Z or Unix seconds/milliseconds");
-    auto* who_log = who->add_option("--log", log_path, "the mapping log file")->check(CLI::ExistingFile);
+    auto* who_log = who->add_option("--log", log_paths, "the mapping log: one file, or a rotated one's files oldest first")
+                        ->check(CLI::ExistingFile);
     auto* who_config = who->add_option("--config", config_path, "the gateway's configuration (nat.deterministic)")
                            ->check(CLI::ExistingFile);
     who_log->needs(who_at);
@@ -318,10 +320,10 @@ int main(int argc, char** argv)
             return f;
         };
         if (who->parsed() && !config_path.empty()) return who_deterministic(endpoint, config_path, as_json);
-        if (who->parsed() && log_path.empty()) throw Failure{"who: --log FILE --at TIME, or --config FILE", 2};
+        if (who->parsed() && log_paths.empty()) throw Failure{"who: --log FILE --at TIME, or --config FILE", 2};
         if (who->parsed()) {
             const auto [addr, p] = parse_endpoint(endpoint);
-            const auto matches = ephemera::who_held(log_path, addr, p, parse_time_ms(at), proto);
+            const auto matches = ephemera::who_held(log_paths, addr, p, parse_time_ms(at), proto);
             if (as_json) {
                 json out = json::array();
                 for (const auto& m : matches)
@@ -332,8 +334,10 @@ int main(int argc, char** argv)
                                    {"to_ms", m.to_ms}});
                 std::cout << out.dump(2) << "\n";
             } else if (matches.empty()) {
+                std::string files;
+                for (const auto& path : log_paths) files += (files.empty() ? "" : ", ") + path;
                 std::printf("nobody held %s at %s according to %s\n", endpoint.c_str(), format_ms(parse_time_ms(at)).c_str(),
-                            log_path.c_str());
+                            files.c_str());
             } else {
                 for (const auto& m : matches) std::printf("%s\n", who_line(m, addr).c_str());
             }

@@ -37,6 +37,27 @@ namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
 void on_signal(int sig) { g_signal = sig; }
+// SIGHUP: open the mapping log's path anew (logrotate's postrotate), not stop.
+volatile std::sig_atomic_t g_reopen_log = 0;
+void on_hangup(int) { g_reopen_log = 1; }
+
+// After a rotation the daemon must write to the file now at the path; when
+// that cannot be opened it keeps the old one, and says so.
+void reopen_mapping_log(MappingLog& log, const std::string& path)
+{
+    if (path.empty()) {
+        std::printf("ephemera: SIGHUP: no log.file to reopen\n");
+    } else {
+        try {
+            log.reopen();
+            std::printf("ephemera: SIGHUP: mapping log %s reopened\n", path.c_str());
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "ephemera: SIGHUP: %s; still writing to the file open before\n", e.what());
+            std::fflush(stderr);
+        }
+    }
+    std::fflush(stdout);
+}
 
 [[noreturn]] void die(const std::string& message, int code = 1)
 {
@@ -176,6 +197,7 @@ int main(int argc, char** argv)
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    std::signal(SIGHUP, on_hangup);
 
     const uint32_t ring = config.handoff_ring;
     const uint32_t mbufs = config.mbufs ? config.mbufs
@@ -424,6 +446,10 @@ int main(int argc, char** argv)
                 last_stats = now;
             }
             drain_events(shared.events, *mapping_log, config.log.ring);
+            if (g_reopen_log) { // the events above still go to the old file
+                g_reopen_log = 0;
+                reopen_mapping_log(*mapping_log, config.log.file);
+            }
             mapping_log->flush();
             publish_log_counters(*mapping_log, shared.log);
             std::this_thread::sleep_for(std::chrono::milliseconds(100));

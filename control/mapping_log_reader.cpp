@@ -167,17 +167,15 @@ private:
     std::string mapping_, block_;
 };
 
-std::vector<Line> read_lines(const std::string& log_path, const Query& q)
+void read_lines(const std::string& log_path, const Query& q, std::vector<Line>& lines)
 {
     std::ifstream in(log_path);
     if (!in) throw std::runtime_error(log_path + ": cannot read: " + std::strerror(errno));
     const Prefilter filter(q);
-    std::vector<Line> lines;
     for (std::string text; std::getline(in, text);)
         if (filter.may_match(text))
             if (auto l = parse_line(text, q)) lines.push_back(std::move(*l));
     if (in.bad()) throw std::runtime_error(log_path + ": read error: " + std::strerror(errno));
-    return lines;
 }
 
 // Workers' lines interleave; one external port (or block) belongs to one
@@ -246,10 +244,12 @@ std::vector<WhoMatch> pair_up(const std::vector<Line>& lines)
 
 } // namespace
 
-std::vector<WhoMatch> who_held(const std::string& log_path, uint32_t ext_addr, uint16_t ext_port, uint64_t at_ms,
-                               const std::string& protocol)
+std::vector<WhoMatch> who_held(const std::vector<std::string>& log_paths, uint32_t ext_addr, uint16_t ext_port,
+                               uint64_t at_ms, const std::string& protocol)
 {
-    std::vector<Line> lines = read_lines(log_path, Query{ext_addr, ext_port, protocol});
+    const Query q{ext_addr, ext_port, protocol};
+    std::vector<Line> lines;
+    for (const std::string& path : log_paths) read_lines(path, q, lines);
     sort_between_restarts(lines);
     std::vector<WhoMatch> out;
     for (const WhoMatch& m : pair_up(lines))

@@ -21,7 +21,9 @@ struct WhoMatch {
 };
 
 // Who held ext_addr:ext_port (host order) at time at_ms (Unix ms, bounds
-// included), according to the log file: the mappings of that port, and the
+// included), according to the log files, read as one log in the order given
+// (a rotated log oldest first: a mapping created before a rotation and
+// deleted after it has both times): the mappings of that port, and the
 // port blocks that contain it. protocol "" = any; a block matches every
 // protocol. Creates and deletes are paired per (protocol, external
 // address:port), block-allocs and block-frees per block (address, first,
@@ -29,8 +31,8 @@ struct WhoMatch {
 // was lost), a delete/free without its start is held from an unknown time
 // (from_ms 0), and a start or stop line (daemon restart) ends every mapping
 // and block still open, at its time. Lines that do not parse are skipped.
-// Throws std::runtime_error when the file cannot be read.
-std::vector<WhoMatch> who_held(const std::string& log_path, uint32_t ext_addr, uint16_t ext_port, uint64_t at_ms,
-                               const std::string& protocol = "");
+// Throws std::runtime_error, naming the file, when one cannot be read.
+std::vector<WhoMatch> who_held(const std::vector<std::string>& log_paths, uint32_t ext_addr, uint16_t ext_port,
+                               uint64_t at_ms, const std::string& protocol = "");
 
 } // namespace ephemera

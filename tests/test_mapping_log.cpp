@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -333,6 +334,58 @@ TEST(MappingLogText, LineFormatParsesBack)
     EXPECT_EQ(fields(all[4])[2], "start");
     EXPECT_EQ(fields(all[5])[2], "stop");
     EXPECT_EQ(fields(all[0])[3], "pid=" + std::to_string(getpid()));
+}
+
+// logrotate renames the file and signals the daemon (SIGHUP), which reopens
+// the path: what came before stays in the renamed file, what comes after
+// goes to a new file at the configured path, nothing is written twice.
+TEST(MappingLogText, ReopenAfterARenameWritesToANewFileAtThePath)
+{
+    TempDir dir;
+    MappingLogConfig cfg;
+    cfg.file = dir.file("map.log");
+    const std::string rotated = dir.file("map.log.1");
+    {
+        MappingLog log(cfg);
+        log.record(event(1763742600123, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", 60966, 0));
+        log.flush();
+        ASSERT_EQ(std::rename(cfg.file.c_str(), rotated.c_str()), 0);
+        log.record(event(1763742600200, C, L4::Udp, "100.64.0.3", 40002, "198.51.100.11", 60967, 0));
+        log.reopen(); // the line recorded before the reopen still belongs to the old file
+        log.record(event(1763742600300, D, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", 60966, 0));
+        log.flush();
+    }
+    const auto old_lines = event_lines(rotated);
+    ASSERT_EQ(old_lines.size(), 2u);
+    EXPECT_NE(old_lines[0].find("inside=100.64.0.2:40001"), std::string::npos);
+    EXPECT_NE(old_lines[1].find("inside=100.64.0.3:40002"), std::string::npos);
+    const auto new_lines = event_lines(cfg.file);
+    ASSERT_EQ(new_lines.size(), 1u);
+    EXPECT_EQ(fields(new_lines[0])[2], "delete");
+    EXPECT_EQ(fields(read_lines(cfg.file).back())[2], "stop"); // the stop line goes to the file open at the end
+    EXPECT_EQ(fields(read_lines(rotated).front())[2], "start");
+}
+
+TEST(MappingLogText, AReopenThatCannotOpenThePathKeepsTheOldFile)
+{
+    TempDir dir;
+    MappingLogConfig cfg;
+    cfg.file = dir.file("sub/map.log");
+    ASSERT_EQ(::mkdir(dir.file("sub").c_str(), 0755), 0);
+    MappingLog log(cfg);
+    const std::string rotated = dir.file("map.log.moved");
+    ASSERT_EQ(std::rename(cfg.file.c_str(), rotated.c_str()), 0);
+    ASSERT_EQ(::rmdir(dir.file("sub").c_str()), 0); // the path can no longer be created
+    try {
+        log.reopen();
+        FAIL() << "reopen should have thrown";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("log.file = \"" + cfg.file + "\""), std::string::npos) << e.what();
+    }
+    log.record(event(1763742600300, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", 60966, 0));
+    log.flush();
+    EXPECT_EQ(event_lines(rotated).size(), 1u);
+    EXPECT_EQ(log.file_errors(), 0u);
 }
 
 TEST(MappingLogText, Rfc6888Req12_NoDestinationInLines)
@@ -785,7 +838,7 @@ TEST(WhoHeld, HeldAtT)
     write_log(path, {event(1000, C, L4::Udp, "100.64.0.9", 5000, "198.51.100.11", 1111),
                      event(1500, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort)});
     for (uint64_t at : {1500u, 2000u, 99'999'999u}) {
-        const auto m = who_held(path, kExt, kPort, at);
+        const auto m = who_held({path}, kExt, kPort, at);
         ASSERT_EQ(m.size(), 1u) << at;
         EXPECT_EQ(m[0].inside_addr, ip("100.64.0.2"));
         EXPECT_EQ(m[0].inside_port, 40001);
@@ -793,7 +846,7 @@ TEST(WhoHeld, HeldAtT)
         EXPECT_EQ(m[0].from_ms, 1500u);
         EXPECT_EQ(m[0].to_ms, 0u); // still held
     }
-    EXPECT_TRUE(who_held(path, kExt, kPort, 1499).empty()); // not yet
+    EXPECT_TRUE(who_held({path}, kExt, kPort, 1499).empty()); // not yet
 }
 
 TEST(WhoHeld, ReleasedBeforeT)
@@ -802,11 +855,48 @@ TEST(WhoHeld, ReleasedBeforeT)
     const std::string path = dir.file("map.log");
     write_log(path, {event(1000, C, L4::Tcp, "100.64.0.2", 40001, "198.51.100.11", kPort),
                      event(2000, D, L4::Tcp, "100.64.0.2", 40001, "198.51.100.11", kPort)});
-    EXPECT_TRUE(who_held(path, kExt, kPort, 2500).empty());
-    const auto m = who_held(path, kExt, kPort, 1500);
+    EXPECT_TRUE(who_held({path}, kExt, kPort, 2500).empty());
+    const auto m = who_held({path}, kExt, kPort, 1500);
     ASSERT_EQ(m.size(), 1u);
     EXPECT_EQ(m[0].from_ms, 1000u);
     EXPECT_EQ(m[0].to_ms, 2000u);
+}
+
+// A mapping that outlived a rotation: created in the old file, deleted in
+// the new one. Both files, oldest first, give both times; the new file
+// alone knows only the end.
+TEST(WhoHeld, ARotatedLogReadOldestFirstAnswersAcrossTheRotation)
+{
+    TempDir dir;
+    const std::string older = dir.file("map.log.1"), newer = dir.file("map.log");
+    write_log(older, {event(1000, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort)});
+    write_log(newer, {event(5000, D, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort),
+                      event(6000, C, L4::Udp, "100.64.0.3", 40002, "198.51.100.11", kPort)});
+    const auto both = who_held({older, newer}, kExt, kPort, 3000);
+    ASSERT_EQ(both.size(), 1u);
+    EXPECT_EQ(both[0].inside_addr, ip("100.64.0.2"));
+    EXPECT_EQ(both[0].from_ms, 1000u);
+    EXPECT_EQ(both[0].to_ms, 5000u);
+    const auto later = who_held({older, newer}, kExt, kPort, 7000);
+    ASSERT_EQ(later.size(), 1u);
+    EXPECT_EQ(later[0].inside_addr, ip("100.64.0.3"));
+    const auto alone = who_held({newer}, kExt, kPort, 3000);
+    ASSERT_EQ(alone.size(), 1u);
+    EXPECT_EQ(alone[0].from_ms, 0u); // began before this file
+    EXPECT_EQ(alone[0].to_ms, 5000u);
+}
+
+TEST(WhoHeld, AnUnreadableFileAmongSeveralIsNamed)
+{
+    TempDir dir;
+    const std::string present = dir.file("map.log"), missing = dir.file("map.log.1");
+    write_log(present, {event(1000, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort)});
+    try {
+        who_held({missing, present}, kExt, kPort, 3000);
+        FAIL() << "a missing file should throw";
+    } catch (const std::runtime_error& e) {
+        EXPECT_EQ(std::string(e.what()).rfind(missing + ": cannot read", 0), 0u) << e.what();
+    }
 }
 
 TEST(WhoHeld, Rfc6888Req8_ReusedByAnotherSubscriberAfterQuarantine)
@@ -821,12 +911,12 @@ TEST(WhoHeld, Rfc6888Req8_ReusedByAnotherSubscriberAfterQuarantine)
                      event(t + 60'000, D, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort, 1),
                      event(t + 180'000, C, L4::Udp, "100.64.0.3", 33333, "198.51.100.11", kPort, 1),
                      event(t + 240'000, D, L4::Udp, "100.64.0.3", 33333, "198.51.100.11", kPort, 1)});
-    auto a = who_held(path, kExt, kPort, t + 30'000);
+    auto a = who_held({path}, kExt, kPort, t + 30'000);
     ASSERT_EQ(a.size(), 1u);
     EXPECT_EQ(a[0].inside_addr, ip("100.64.0.2"));
     EXPECT_EQ(a[0].to_ms, t + 60'000);
-    EXPECT_TRUE(who_held(path, kExt, kPort, t + 120'000).empty()); // in quarantine: nobody
-    auto b = who_held(path, kExt, kPort, t + 200'000);
+    EXPECT_TRUE(who_held({path}, kExt, kPort, t + 120'000).empty()); // in quarantine: nobody
+    auto b = who_held({path}, kExt, kPort, t + 200'000);
     ASSERT_EQ(b.size(), 1u);
     EXPECT_EQ(b[0].inside_addr, ip("100.64.0.3"));
     EXPECT_EQ(b[0].inside_port, 33333);
@@ -839,9 +929,9 @@ TEST(WhoHeld, UnknownPortOrAddress)
     TempDir dir;
     const std::string path = dir.file("map.log");
     write_log(path, {event(1000, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort)});
-    EXPECT_TRUE(who_held(path, kExt, kPort + 1, 1500).empty());
-    EXPECT_TRUE(who_held(path, ip("198.51.100.12"), kPort, 1500).empty());
-    EXPECT_THROW(who_held(dir.file("missing.log"), kExt, kPort, 1500), std::runtime_error);
+    EXPECT_TRUE(who_held({path}, kExt, kPort + 1, 1500).empty());
+    EXPECT_TRUE(who_held({path}, ip("198.51.100.12"), kPort, 1500).empty());
+    EXPECT_THROW(who_held({dir.file("missing.log")}, kExt, kPort, 1500), std::runtime_error);
 }
 
 TEST(WhoHeld, ProtocolsHaveSeparatePortSpaces)
@@ -850,11 +940,11 @@ TEST(WhoHeld, ProtocolsHaveSeparatePortSpaces)
     const std::string path = dir.file("map.log");
     write_log(path, {event(1000, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort),
                      event(1100, C, L4::Tcp, "100.64.0.5", 50001, "198.51.100.11", kPort)});
-    EXPECT_EQ(who_held(path, kExt, kPort, 1500).size(), 2u);
-    const auto tcp = who_held(path, kExt, kPort, 1500, "tcp");
+    EXPECT_EQ(who_held({path}, kExt, kPort, 1500).size(), 2u);
+    const auto tcp = who_held({path}, kExt, kPort, 1500, "tcp");
     ASSERT_EQ(tcp.size(), 1u);
     EXPECT_EQ(tcp[0].inside_addr, ip("100.64.0.5"));
-    EXPECT_TRUE(who_held(path, kExt, kPort, 1500, "icmp").empty());
+    EXPECT_TRUE(who_held({path}, kExt, kPort, 1500, "icmp").empty());
 }
 
 TEST(WhoHeld, RestartEndsOpenMappings)
@@ -863,8 +953,8 @@ TEST(WhoHeld, RestartEndsOpenMappings)
     const std::string path = dir.file("map.log");
     write_log(path, {event(1000, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort)},
               {"1970-01-01T00:00:02.000Z 2000 stop pid=1", "garbage line", "1970-01-01T00:00:03.000Z 3000 start pid=2"});
-    EXPECT_TRUE(who_held(path, kExt, kPort, 2500).empty());
-    const auto m = who_held(path, kExt, kPort, 1500);
+    EXPECT_TRUE(who_held({path}, kExt, kPort, 2500).empty());
+    const auto m = who_held({path}, kExt, kPort, 1500);
     ASSERT_EQ(m.size(), 1u);
     EXPECT_EQ(m[0].to_ms, 2000u);
 }
@@ -894,7 +984,7 @@ TEST(WhoHeld, Rfc7422_StartLineCarriesTheDeterministicMappingAndStillEndsOpenMap
     });
     ASSERT_NE(start, lines.rend());
     EXPECT_TRUE(start->ends_with(" " + cfg.start_note)) << *start;
-    const auto m = who_held(cfg.file, kExt, kPort, t);
+    const auto m = who_held({cfg.file}, kExt, kPort, t);
     ASSERT_EQ(m.size(), 1u);
     EXPECT_NE(m[0].to_ms, 0u) << "ended by the first daemon's stop, whatever the next start line says";
 }
@@ -909,12 +999,12 @@ TEST(WhoHeld, ReadsWhatMappingLogWrote)
         MappingLog log(cfg);
         log.record(event(t + 1, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort));
         log.flush();
-        const auto m = who_held(cfg.file, kExt, kPort, t + 2);
+        const auto m = who_held({cfg.file}, kExt, kPort, t + 2);
         ASSERT_EQ(m.size(), 1u);
         EXPECT_EQ(m[0].to_ms, 0u); // the daemon still runs
     }
     // Stopped: the mapping ended with the daemon.
-    const auto m = who_held(cfg.file, kExt, kPort, t + 1);
+    const auto m = who_held({cfg.file}, kExt, kPort, t + 1);
     ASSERT_EQ(m.size(), 1u);
     EXPECT_GE(m[0].to_ms, t + 1);
 }
@@ -931,7 +1021,7 @@ TEST(WhoHeldBlock, PortInsideTheBlockAtTAnyProtocol)
     write_log(path, {block_event(1000, BA, "100.64.0.9", "198.51.100.3", 1024, 1087),
                      block_event(1500, BA, "100.64.0.2", "198.51.100.3", 50000, 50063)});
     for (const std::string proto : {"", "tcp", "udp", "icmp", "sctp"}) {
-        const auto m = who_held(path, kPool, 50010, 2000, proto);
+        const auto m = who_held({path}, kPool, 50010, 2000, proto);
         ASSERT_EQ(m.size(), 1u) << proto;
         EXPECT_TRUE(m[0].is_block);
         EXPECT_EQ(m[0].inside_addr, ip("100.64.0.2"));
@@ -942,8 +1032,8 @@ TEST(WhoHeldBlock, PortInsideTheBlockAtTAnyProtocol)
         EXPECT_EQ(m[0].from_ms, 1500u);
         EXPECT_EQ(m[0].to_ms, 0u); // still held
     }
-    EXPECT_TRUE(who_held(path, kPool, 50010, 1499).empty()); // not yet
-    EXPECT_TRUE(who_held(path, ip("198.51.100.4"), 50010, 2000).empty()); // another pool address
+    EXPECT_TRUE(who_held({path}, kPool, 50010, 1499).empty()); // not yet
+    EXPECT_TRUE(who_held({path}, ip("198.51.100.4"), 50010, 2000).empty()); // another pool address
 }
 
 TEST(WhoHeldBlock, NobodyAfterTheBlockIsFreed)
@@ -952,8 +1042,8 @@ TEST(WhoHeldBlock, NobodyAfterTheBlockIsFreed)
     const std::string path = dir.file("map.log");
     write_log(path, {block_event(1000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063),
                      block_event(2000, BF, "100.64.0.2", "198.51.100.3", 50000, 50063)});
-    EXPECT_TRUE(who_held(path, kPool, 50063, 2500).empty());
-    const auto m = who_held(path, kPool, 50063, 2000); // bounds included
+    EXPECT_TRUE(who_held({path}, kPool, 50063, 2500).empty());
+    const auto m = who_held({path}, kPool, 50063, 2000); // bounds included
     ASSERT_EQ(m.size(), 1u);
     EXPECT_EQ(m[0].from_ms, 1000u);
     EXPECT_EQ(m[0].to_ms, 2000u);
@@ -971,12 +1061,12 @@ TEST(WhoHeldBlock, Rfc6888Req8_ReusedByAnotherSubscriberAfterQuarantine)
                      block_event(t + 60'000, BF, "100.64.0.2", "198.51.100.3", 50000, 50063, 1),
                      block_event(t + 180'000, BA, "100.64.0.3", "198.51.100.3", 50000, 50063, 1),
                      block_event(t + 240'000, BF, "100.64.0.3", "198.51.100.3", 50000, 50063, 1)});
-    const auto a = who_held(path, kPool, 50001, t + 30'000);
+    const auto a = who_held({path}, kPool, 50001, t + 30'000);
     ASSERT_EQ(a.size(), 1u);
     EXPECT_EQ(a[0].inside_addr, ip("100.64.0.2"));
     EXPECT_EQ(a[0].to_ms, t + 60'000);
-    EXPECT_TRUE(who_held(path, kPool, 50001, t + 120'000).empty()); // in quarantine: nobody
-    const auto b = who_held(path, kPool, 50001, t + 200'000);
+    EXPECT_TRUE(who_held({path}, kPool, 50001, t + 120'000).empty()); // in quarantine: nobody
+    const auto b = who_held({path}, kPool, 50001, t + 200'000);
     ASSERT_EQ(b.size(), 1u);
     EXPECT_EQ(b[0].inside_addr, ip("100.64.0.3"));
     EXPECT_EQ(b[0].from_ms, t + 180'000);
@@ -988,10 +1078,10 @@ TEST(WhoHeldBlock, PortJustOutsideTheBlockIsNobodys)
     TempDir dir;
     const std::string path = dir.file("map.log");
     write_log(path, {block_event(1000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063)});
-    EXPECT_TRUE(who_held(path, kPool, 49999, 1500).empty());
-    EXPECT_TRUE(who_held(path, kPool, 50064, 1500).empty());
-    EXPECT_EQ(who_held(path, kPool, 50000, 1500).size(), 1u); // both ends belong to it
-    EXPECT_EQ(who_held(path, kPool, 50063, 1500).size(), 1u);
+    EXPECT_TRUE(who_held({path}, kPool, 49999, 1500).empty());
+    EXPECT_TRUE(who_held({path}, kPool, 50064, 1500).empty());
+    EXPECT_EQ(who_held({path}, kPool, 50000, 1500).size(), 1u); // both ends belong to it
+    EXPECT_EQ(who_held({path}, kPool, 50063, 1500).size(), 1u);
 }
 
 TEST(WhoHeldBlock, AllocOverAnOpenAllocEndsIt)
@@ -1001,11 +1091,11 @@ TEST(WhoHeldBlock, AllocOverAnOpenAllocEndsIt)
     const std::string path = dir.file("map.log");
     write_log(path, {block_event(1000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063),
                      block_event(3000, BA, "100.64.0.3", "198.51.100.3", 50000, 50063)});
-    const auto before = who_held(path, kPool, 50000, 2000);
+    const auto before = who_held({path}, kPool, 50000, 2000);
     ASSERT_EQ(before.size(), 1u);
     EXPECT_EQ(before[0].inside_addr, ip("100.64.0.2"));
     EXPECT_EQ(before[0].to_ms, 3000u);
-    const auto after = who_held(path, kPool, 50000, 3500);
+    const auto after = who_held({path}, kPool, 50000, 3500);
     ASSERT_EQ(after.size(), 1u);
     EXPECT_EQ(after[0].inside_addr, ip("100.64.0.3"));
 }
@@ -1016,11 +1106,11 @@ TEST(WhoHeldBlock, FreeWithoutAllocHeldSinceTheLogBegan)
     TempDir dir;
     const std::string path = dir.file("map.log");
     write_log(path, {block_event(2000, BF, "100.64.0.2", "198.51.100.3", 50000, 50063)});
-    const auto m = who_held(path, kPool, 50000, 1500);
+    const auto m = who_held({path}, kPool, 50000, 1500);
     ASSERT_EQ(m.size(), 1u);
     EXPECT_EQ(m[0].from_ms, 0u);
     EXPECT_EQ(m[0].to_ms, 2000u);
-    EXPECT_TRUE(who_held(path, kPool, 50000, 2500).empty());
+    EXPECT_TRUE(who_held({path}, kPool, 50000, 2500).empty());
 }
 
 TEST(WhoHeldBlock, RestartEndsOpenBlocks)
@@ -1029,8 +1119,8 @@ TEST(WhoHeldBlock, RestartEndsOpenBlocks)
     const std::string path = dir.file("map.log");
     write_log(path, {block_event(1000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063)},
               {"1970-01-01T00:00:02.000Z 2000 stop pid=1", "1970-01-01T00:00:03.000Z 3000 start pid=2"});
-    EXPECT_TRUE(who_held(path, kPool, 50000, 2500).empty());
-    const auto m = who_held(path, kPool, 50000, 1500);
+    EXPECT_TRUE(who_held({path}, kPool, 50000, 2500).empty());
+    const auto m = who_held({path}, kPool, 50000, 1500);
     ASSERT_EQ(m.size(), 1u);
     EXPECT_EQ(m[0].to_ms, 2000u);
 }
@@ -1055,7 +1145,7 @@ TEST(WhoHeldBlock, GarbledBlockLinesAreSkipped)
                "x 1100 block-freed all inside=100.64.0.2 external=198.51.100.3:50000-50063 worker=0",
                "x 1100 block-free all inside=100.64.0.2 external=198.51.100.3:50000-50063" + std::string(5000, '9'),
                std::string(10000, '-') + " block- external=198.51.100.3:"});
-    const auto m = who_held(path, kPool, 50000, 1500);
+    const auto m = who_held({path}, kPool, 50000, 1500);
     ASSERT_EQ(m.size(), 1u); // none of those ended the block
     EXPECT_EQ(m[0].to_ms, 0u);
 }
@@ -1071,7 +1161,7 @@ TEST(WhoHeldBlock, ReadsWhatMappingLogWrote)
         log.record(block_event(t + 1, BA, "100.64.0.2", "198.51.100.3", 50000, 50063));
         log.record(block_event(t + 2, BF, "100.64.0.2", "198.51.100.3", 50000, 50063));
     }
-    const auto m = who_held(cfg.file, kPool, 50030, t + 1, "udp");
+    const auto m = who_held({cfg.file}, kPool, 50030, t + 1, "udp");
     ASSERT_EQ(m.size(), 1u);
     EXPECT_TRUE(m[0].is_block);
     EXPECT_EQ(m[0].to_ms, t + 2);
@@ -1086,11 +1176,11 @@ TEST(WhoHeldBlock, MappingsAndBlocksOfOnePortAreBothAnswered)
     write_log(path, {event(1000, C, L4::Udp, "100.64.0.5", 40001, "198.51.100.3", 50000)},
               {"1970-01-01T00:00:02.000Z 2000 stop pid=1", "1970-01-01T00:00:03.000Z 3000 start pid=2",
                format_mapping_event(block_event(4000, BA, "100.64.0.2", "198.51.100.3", 50000, 50063))});
-    const auto before = who_held(path, kPool, 50000, 1500);
+    const auto before = who_held({path}, kPool, 50000, 1500);
     ASSERT_EQ(before.size(), 1u);
     EXPECT_FALSE(before[0].is_block);
     EXPECT_EQ(before[0].inside_addr, ip("100.64.0.5"));
-    const auto after = who_held(path, kPool, 50000, 4500);
+    const auto after = who_held({path}, kPool, 50000, 4500);
     ASSERT_EQ(after.size(), 1u);
     EXPECT_TRUE(after[0].is_block);
     EXPECT_EQ(after[0].inside_addr, ip("100.64.0.2"));
@@ -1161,11 +1251,11 @@ TEST(WhoHeld, DamagedLinesAreSkippedAndTheRestStillAnswers)
             for (int k = 0; k < 5; ++k) out << damaged(lines[rng() % lines.size()], rng) << "\n";
         }
         std::vector<WhoMatch> m;
-        ASSERT_NO_THROW(m = who_held(path, kExt, kPort, 6000)) << "round " << round;
+        ASSERT_NO_THROW(m = who_held({path}, kExt, kPort, 6000)) << "round " << round;
         ASSERT_FALSE(m.empty()) << "round " << round;
         EXPECT_EQ(m.back().inside_addr, ip("100.64.0.2")) << "round " << round;
         EXPECT_EQ(m.back().inside_port, 40001) << "round " << round;
         for (uint16_t port : {uint16_t(1105), uint16_t(2100), uint16_t(65535), uint16_t(0)})
-            ASSERT_NO_THROW(who_held(path, kExt, port, rng() % 3000, rng() % 2 ? "" : "udp")) << "round " << round;
+            ASSERT_NO_THROW(who_held({path}, kExt, port, rng() % 3000, rng() % 2 ? "" : "udp")) << "round " << round;
     }
 }

@@ -28,6 +28,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -1474,8 +1475,44 @@ class LiveTimeouts(unittest.TestCase):
         self.assertEqual(self.udp, ctl_json("timeouts")["udp"], "a refused change changed nothing")
 
 
+class MappingLogRotation(unittest.TestCase):
+    """logrotate's way: the mapping log is renamed and the daemon gets SIGHUP; it goes on
+    running and writes what follows to a new file at the configured path, not to the renamed
+    one; `who --log OLD NEW` reads both. Runs last: it moves the log the other tests read."""
+
+    def test_sighup_reopens_the_mapping_log_at_its_path_after_a_rename(self):
+        pid = int((L.STATE_DIR / "gateway.pid").read_text().strip())
+        rotated = MAPPING_LOG.with_name(MAPPING_LOG.name + ".1")
+        os.replace(MAPPING_LOG, rotated)
+        self.addCleanup(lambda: rotated.unlink(missing_ok=True))
+        os.kill(pid, signal.SIGHUP)
+        self.assertTrue(wait_until(MAPPING_LOG.exists, 3.0), f"no new {MAPPING_LOG} after SIGHUP:\n{L.gateway_log_tail(5)}")
+        os.kill(pid, 0)  # still running: SIGHUP did not stop it
+        self.assertIn(f"mapping log {MAPPING_LOG} reopened", L.gateway_log_tail(20))
+
+        server = udp_socket(self, NS_OUT, OUT_IP, 47950, 0.5)
+        client = udp_socket(self, NS_IN, IN_IP, 47951, 0.5)
+        # Eight ports in this lab, some still quarantined by the tests before: keep trying.
+        got = wait_until(lambda: L.send_until_received(client, b"after rotation", (OUT_IP, 47950), server, 2), 12.0)
+        self.assertIsNotNone(got, f"no flow through the gateway after SIGHUP; drops: {ctl_json('stats')}")
+        ext = f"{got[1][0]}:{got[1][1]}"
+        wanted = f" create udp inside={IN_IP}:47951 external={ext} "
+        line = wait_until(lambda: next((l for l in read_mapping_log() if wanted in l + " "), None), 3.0)
+        self.assertIsNotNone(line, f"the new file has no {wanted.strip()!r}")
+        self.assertNotIn(wanted, rotated.read_text(errors="replace").replace("\n", " \n"),
+                         "the renamed file got a line written after the SIGHUP")
+        self.assertEqual("start", rotated.read_text().split("\n", 1)[0].split()[2], "the renamed file lost its head")
+
+        at = line.split()[1]
+        p = subprocess.run([CTL, "who", ext, "--at", at, "--proto", "udp", "--log", str(rotated), str(MAPPING_LOG)],
+                           capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL)
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertIn(f"{IN_IP}:47951", p.stdout)
+        note(f"log rotation: SIGHUP reopened {MAPPING_LOG}; {ext} logged in the new file, `who` over both answers")
+
+
 ORDER = [UdpMappingExpiry, MappingLog, Ipfix, PortReuse, PortExhaustion, Metrics, SessionsTable, StaticMappings, MssClamp, PathMtu, Fragments, Exclusions,
-         LiveTimeouts]
+         LiveTimeouts, MappingLogRotation]
 
 
 def ordered_suite(pattern: str | None = None) -> unittest.TestSuite:
