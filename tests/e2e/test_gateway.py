@@ -61,6 +61,18 @@ def _udp_socket(ns: str, addr: str, port: int = 0, timeout: float = 2.0) -> sock
     return s
 
 
+def _run_ctl(test: unittest.TestCase, *args, check: bool = True) -> subprocess.CompletedProcess:
+    """ephemeractl (of the build the lab runs) against the lab's gateway; exit 0 asserted
+    unless check is false."""
+    state = dict(line.partition("=")[::2] for line in (L.STATE_DIR / "state").read_text().splitlines())
+    ctl = os.path.join(state["build"], "control", "ephemeractl")
+    p = subprocess.run([ctl, "--file-prefix", "ephemera-lab", *args], capture_output=True, text=True,
+                       timeout=20, stdin=subprocess.DEVNULL)
+    if check:
+        test.assertEqual(0, p.returncode, p.stderr)
+    return p
+
+
 class UnsolicitedInbound(unittest.TestCase):
     """Packets from outside to pool addresses without a mapping never reach the inside
     (RFC 4787 REQ-8 / RFC 5382 REQ-3: filtering; a NAPT without a mapping has nowhere to
@@ -639,8 +651,6 @@ class PortForwardHairpinning(unittest.TestCase):
     def setUp(self):
         if L.lab().gateway != "ephemera":
             self.skipTest("port forwards are ephemera's static mappings")
-        state = dict(line.partition("=")[::2] for line in (L.STATE_DIR / "state").read_text().splitlines())
-        self.ctl = os.path.join(state["build"], "control", "ephemeractl")
         self.pool = L.lab().pool_addresses()[0]
         self.ext = f"{self.pool}:{self.FORWARD_PORT}"
         self.run_ctl("static", "add", "udp", f"{IN_IP}:{self.FORWARD_PORT}", self.ext)
@@ -649,11 +659,7 @@ class PortForwardHairpinning(unittest.TestCase):
         self.addCleanup(L.remove_subscribers, self.SENDERS)
 
     def run_ctl(self, *args, check=True):
-        p = subprocess.run([self.ctl, "--file-prefix", "ephemera-lab", *args], capture_output=True, text=True,
-                           timeout=20, stdin=subprocess.DEVNULL)
-        if check:
-            self.assertEqual(0, p.returncode, p.stderr)
-        return p
+        return _run_ctl(self, *args, check=check)
 
     def test_rfc4787_req9_inside_hosts_reach_a_port_forward_through_the_pool(self):
         server = _udp_socket(NS_IN, IN_IP, self.FORWARD_PORT, 0.5)
@@ -691,8 +697,6 @@ class ControlClient(unittest.TestCase):
     def setUp(self):
         if L.lab().gateway != "ephemera":
             self.skipTest("ephemeractl talks to ephemera only")
-        state = dict(line.partition("=")[::2] for line in (L.STATE_DIR / "state").read_text().splitlines())
-        self.ctl = os.path.join(state["build"], "control", "ephemeractl")
         # A fresh UDP flow to look for.
         self.sock = _udp_socket(NS_IN, IN_IP, 45123)
         self.addCleanup(self.sock.close)
@@ -702,11 +706,7 @@ class ControlClient(unittest.TestCase):
         _, self.mapped = self.peer.recvfrom(2048)
 
     def run_ctl(self, *args, check=True):
-        p = subprocess.run([self.ctl, "--file-prefix", "ephemera-lab", *args], capture_output=True, text=True,
-                           timeout=20)
-        if check:
-            self.assertEqual(0, p.returncode, p.stderr)
-        return p
+        return _run_ctl(self, *args, check=check)
 
     def test_mappings_json_shows_the_flow_with_its_external_endpoint(self):
         out = json.loads(self.run_ctl("--json", "mappings", "--inside", IN_IP, "--proto", "udp").stdout)
