@@ -41,6 +41,31 @@ nlohmann::json log_counters(const std::vector<std::unique_ptr<Worker>>& workers)
               {"file", c.file_errors.load(std::memory_order_relaxed)}}}};
 }
 
+// Created minus released, read while workers go on counting: a release read
+// after its creation was read could briefly make the difference negative.
+uint64_t live(uint64_t created, uint64_t released) { return created > released ? created - released : 0; }
+
+// Live mappings and sessions, creations and releases for each protocol.
+nlohmann::json by_protocol(const WorkerStats& nat)
+{
+    nlohmann::json mappings, sessions, mappings_created, mappings_released, sessions_created, sessions_released;
+    for (unsigned l = 0; l < kL4Count; ++l) {
+        const char* name = to_string(L4(l));
+        mappings[name] = live(nat.mappings_created[l], nat.mappings_released[l]);
+        sessions[name] = live(nat.sessions_created[l], nat.sessions_released[l]);
+        mappings_created[name] = nat.mappings_created[l];
+        mappings_released[name] = nat.mappings_released[l];
+        sessions_created[name] = nat.sessions_created[l];
+        sessions_released[name] = nat.sessions_released[l];
+    }
+    return {{"mappings", mappings},
+            {"sessions", sessions},
+            {"mappings_created", mappings_created},
+            {"mappings_released", mappings_released},
+            {"sessions_created", sessions_created},
+            {"sessions_released", sessions_released}};
+}
+
 } // namespace
 
 nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers)
@@ -56,10 +81,12 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
             nat.icmp_errors[d] += s.icmp_errors[d];
             for (unsigned r = 0; r < kDropCount; ++r) nat.drops[d][r] += s.drops[d][r];
         }
-        nat.mappings_created += s.mappings_created;
-        nat.mappings_released += s.mappings_released;
-        nat.sessions_created += s.sessions_created;
-        nat.sessions_released += s.sessions_released;
+        for (unsigned l = 0; l < kL4Count; ++l) {
+            nat.mappings_created[l] += s.mappings_created[l];
+            nat.mappings_released[l] += s.mappings_released[l];
+            nat.sessions_created[l] += s.sessions_created[l];
+            nat.sessions_released[l] += s.sessions_released[l];
+        }
         nat.parity_fallbacks += s.parity_fallbacks;
         nat.ports_preserved += s.ports_preserved;
         nat.events_lost += s.events_lost;
@@ -120,11 +147,12 @@ nlohmann::json gateway_stats(const std::vector<std::unique_ptr<Worker>>& workers
         {"icmp_errors_translated", {{"out", nat.icmp_errors[0]}, {"in", nat.icmp_errors[1]}}},
         {"drops", drops},
         {"mappings", mappings},
-        {"sessions", nat.sessions_created - nat.sessions_released},
-        {"mappings_created", nat.mappings_created},
-        {"mappings_released", nat.mappings_released},
-        {"sessions_created", nat.sessions_created},
-        {"sessions_released", nat.sessions_released},
+        {"sessions", live(total(nat.sessions_created), total(nat.sessions_released))},
+        {"mappings_created", total(nat.mappings_created)},
+        {"mappings_released", total(nat.mappings_released)},
+        {"sessions_created", total(nat.sessions_created)},
+        {"sessions_released", total(nat.sessions_released)},
+        {"by_protocol", by_protocol(nat)},
         {"handoff", {{"out", gw.handed_off[0]}, {"in", gw.handed_off[1]}}},
         {"handoff_full", {{"out", gw.handoff_full[0]}, {"in", gw.handoff_full[1]}}},
         {"handoff_index", {{"used", nat.carried_used}, {"stale", nat.carried_stale}}},

@@ -274,7 +274,7 @@ int32_t Translator::create_mapping(const Parsed& p, const uint8_t* inside_mac, T
     map.block = block;
     publish_expires(map, now);
     part.set_mapping(port, uint32_t(index));
-    stats_.mappings_created += 1;
+    stats_.mappings_created[map.l4] += 1;
     emit(MappingEventType::Create, map);
     return index;
 }
@@ -283,16 +283,20 @@ SessionState* Translator::new_session(uint32_t index, uint32_t remote_addr, uint
 {
     // At the per-mapping limit, sessions that expired but were not swept yet
     // make room first: only live state counts against the limit.
-    if (table_.session_count(index) >= max_sessions_per_mapping_)
-        stats_.sessions_released += table_.expire_sessions(index, now);
+    if (table_.session_count(index) >= max_sessions_per_mapping_) expire_sessions(index, now);
     if (table_.session_count(index) >= max_sessions_per_mapping_) return nullptr;
     SessionState* s = table_.add_session(index, remote_addr, remote_port);
     if (s == nullptr) {
-        stats_.sessions_released += table_.expire_sessions(index, now);
+        expire_sessions(index, now);
         s = table_.add_session(index, remote_addr, remote_port);
     }
-    stats_.sessions_created += s != nullptr;
+    stats_.sessions_created[table_.mapping(index).l4] += s != nullptr;
     return s;
+}
+
+void Translator::expire_sessions(uint32_t index, Tick now)
+{
+    stats_.sessions_released[table_.mapping(index).l4] += table_.expire_sessions(index, now);
 }
 
 [[gnu::always_inline]] inline void Translator::refresh(Mapping& map, uint32_t index, SessionState& s, Tick now)
@@ -654,11 +658,11 @@ void Translator::release_mapping(uint32_t index, Tick now)
     if (index >= table_.capacity()) return;
     Mapping& map = table_.mapping(index);
     if (!map.live) return;
-    stats_.sessions_released += table_.session_count(index);
+    stats_.sessions_released[map.l4] += table_.session_count(index);
+    stats_.mappings_released[map.l4] += 1;
     emit(MappingEventType::Delete, map);
     if (map.is_static) { // no port of the range, no subscriber count
         table_.remove_mapping(index);
-        stats_.mappings_released += 1;
         return;
     }
     if (subscribers_) subscribers_->release(map.in_addr);
@@ -667,7 +671,6 @@ void Translator::release_mapping(uint32_t index, Tick now)
     if (!blocks_) partition(map.pool, L4(map.l4)).release(port, now);
     else if (blocks_->release(map.block, L4(map.l4), port, now)) emit_block(MappingEventType::BlockFree, map.block, map.in_addr);
     table_.remove_mapping(index);
-    stats_.mappings_released += 1;
 }
 
 bool Translator::mapping_expired(uint32_t index, Tick now) const
@@ -685,7 +688,7 @@ uint32_t Translator::expire_mapping(uint32_t index, Tick now)
     Mapping& map = table_.mapping(index);
     // A live mapping may still hold sessions that ended: sweep those too.
     if (!map.live || (now < map.expires && map.extra_count == 0)) return 0;
-    stats_.sessions_released += table_.expire_sessions(index, now);
+    expire_sessions(index, now);
     // A PCP mapping whose lifetime ran out while it still carries traffic
     // goes on as an ordinary one: filtered again (its lifetime holder, remote
     // 0.0.0.0:0, is the session that just ended).
@@ -736,7 +739,7 @@ Translator::StaticResult Translator::add_static(const StaticSlot& s, Tick now, u
     map.created = now;
     map.is_static = 1;
     publish_expires(map, UINT32_MAX);
-    stats_.mappings_created += 1;
+    stats_.mappings_created[map.l4] += 1;
     emit(MappingEventType::Create, map);
     index = uint32_t(i);
     return StaticResult::Ok;

@@ -15,7 +15,7 @@ void Translator::end_explicit(uint32_t index, Tick now)
     Mapping& map = table_.mapping(index);
     map.is_explicit = 0;
     if (SessionState* s = table_.find_session(index, kLifetimeHolder, 0)) s->expires = now;
-    stats_.sessions_released += table_.expire_sessions(index, now);
+    expire_sessions(index, now);
     if (table_.session_count(index) == 0) release_mapping(index, now);
 }
 

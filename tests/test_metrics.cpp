@@ -12,6 +12,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <thread>
 #include <vector>
 
@@ -217,6 +218,10 @@ json sample_stats()
         for (unsigned r = 0; r < ephemera::kDropCount; ++r) by_reason[ephemera::to_string(ephemera::Drop(r))] = n++;
         drops[ephemera::to_string(d)] = by_reason;
     }
+    json by_protocol;
+    for (const char* key :
+         {"mappings", "sessions", "mappings_created", "mappings_released", "sessions_created", "sessions_released"})
+        for (unsigned l = 0; l < ephemera::kL4Count; ++l) by_protocol[key][ephemera::to_string(ephemera::L4(l))] = n++;
     return {
         {"rx", {{"inside", 1}, {"outside", 2}}},
         {"tx", {{"inside", 3}, {"outside", 4}}},
@@ -230,6 +235,7 @@ json sample_stats()
         {"mappings_released", 14},
         {"sessions_created", 15},
         {"sessions_released", 16},
+        {"by_protocol", by_protocol},
         {"handoff", {{"out", 17}, {"in", 18}}},
         {"handoff_full", {{"out", 19}, {"in", 20}}},
         {"handoff_index", {{"used", 61}, {"stale", 62}}},
@@ -327,17 +333,27 @@ TEST(MetricsText, EveryLineParsesAndEveryValueMatchesTheJson)
                 << dir << " " << reason;
         }
 
-    const std::pair<const char*, const char*> gauges[] = {
-        {"ephemera_mappings", "mappings"}, {"ephemera_sessions", "sessions"}, {"ephemera_workers", "workers"}};
-    for (const auto& [name, key] : gauges) {
-        EXPECT_EQ(e.families.at(name).type, "gauge") << name;
-        EXPECT_EQ(e.value(name), num(stats[key].get<uint64_t>())) << name;
+    EXPECT_EQ(e.families.at("ephemera_workers").type, "gauge");
+    EXPECT_EQ(e.value("ephemera_workers"), num(stats["workers"].get<uint64_t>()));
+    const std::tuple<const char*, const char*, const char*> by_protocol[] = {
+        {"ephemera_mappings", "gauge", "mappings"},
+        {"ephemera_sessions", "gauge", "sessions"},
+        {"ephemera_mappings_created_total", "counter", "mappings_created"},
+        {"ephemera_mappings_released_total", "counter", "mappings_released"},
+        {"ephemera_sessions_created_total", "counter", "sessions_created"},
+        {"ephemera_sessions_released_total", "counter", "sessions_released"},
+    };
+    for (const auto& [name, type, key] : by_protocol) {
+        EXPECT_EQ(e.families.at(name).type, type) << name;
+        EXPECT_EQ(e.count(name), ephemera::kL4Count) << name;
+        for (unsigned l = 0; l < ephemera::kL4Count; ++l) {
+            const char* protocol = ephemera::to_string(ephemera::L4(l));
+            EXPECT_EQ(e.value(name, {{"protocol", protocol}}),
+                      num(stats["by_protocol"][key][protocol].get<uint64_t>()))
+                << name << " " << protocol;
+        }
     }
     const std::pair<const char*, const char*> counters[] = {
-        {"ephemera_mappings_created_total", "mappings_created"},
-        {"ephemera_mappings_released_total", "mappings_released"},
-        {"ephemera_sessions_created_total", "sessions_created"},
-        {"ephemera_sessions_released_total", "sessions_released"},
         {"ephemera_hairpinned_total", "hairpinned"},
         {"ephemera_arp_replies_total", "arp_replies"},
         {"ephemera_arp_ignored_total", "arp_ignored"},
@@ -354,7 +370,7 @@ TEST(MetricsText, EveryLineParsesAndEveryValueMatchesTheJson)
         EXPECT_EQ(e.value(name), num(stats[key].get<uint64_t>())) << name;
     }
     // Nothing else: every sample was accounted for above (the 2: handoff_index).
-    EXPECT_EQ(e.samples.size(), 3 * 2 + 4 * 2 + 2 + 2 * ephemera::kDropCount + 3 + 14);
+    EXPECT_EQ(e.samples.size(), 3 * 2 + 4 * 2 + 2 + 2 * ephemera::kDropCount + 1 + 6 * ephemera::kL4Count + 10);
     EXPECT_EQ(e.count("ephemera_pool_ports"), 0u) << "no ports given: no family";
 }
 
@@ -370,8 +386,7 @@ TEST(MetricsText, MissingAndOddValuesGiveNoSamplesAndNoEmptyFamilies)
         {"hairpinned", true},                               // a boolean: skipped
         {"echo_replies", nullptr},                          // null: skipped
         {"drops", {{"out", {{"ttl", 3}, {"odd", {{"deeper", 1}}}}}, {"in", 7}}}, // too deep: skipped
-        {"mappings", {{"tcp", 2}, {"udp", 3}}},             // per protocol, when given so
-        {"sessions", -4},
+        {"by_protocol", {{"mappings", {{"tcp", 2}, {"udp", 3}}}, {"sessions", -4}}}, // a number: no label
         {"workers", 1.5},
         {"unknown_key", 99},
     };
@@ -395,8 +410,9 @@ TEST(MetricsText, MissingAndOddValuesGiveNoSamplesAndNoEmptyFamilies)
 TEST(MetricsText, LargeCountersAreExactAndSpecialFloatsAreSpelledOut)
 {
     const json stats = {{"hairpinned", UINT64_MAX}, {"arp_replies", uint64_t(1) << 53 | 1},
-                        {"mappings", std::numeric_limits<double>::quiet_NaN()},
-                        {"sessions", std::numeric_limits<double>::infinity()}};
+                        {"by_protocol",
+                         {{"mappings", std::numeric_limits<double>::quiet_NaN()},
+                          {"sessions", std::numeric_limits<double>::infinity()}}}};
     const Exposition e = parse_exposition(ephemera::prometheus_text(stats, nullptr));
     EXPECT_EQ(e.value("ephemera_hairpinned_total"), "18446744073709551615");
     EXPECT_EQ(e.value("ephemera_arp_replies_total"), "9007199254740993");

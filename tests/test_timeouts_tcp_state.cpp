@@ -331,7 +331,7 @@ TEST_F(Timeouts, ExpireReleasesTheMappingAndQuarantinesThePort)
     const Tick t1 = gone_at(t0, kUdp);
     nat.set_time(t1);
     EXPECT_EQ(nat.tr.expire(t1, cap), 2u);
-    EXPECT_EQ(nat.tr.stats().mappings_released, 2u);
+    EXPECT_EQ(nat.tr.stats().mappings_released[unsigned(L4::Udp)], 2u);
     EXPECT_EQ(nat.tr.table().mapping_count(), 1u);
     EXPECT_EQ(nat.mapping_of(kSub1, 1000, L4::Udp), kNoMapping);
     EXPECT_EQ(nat.mapping_of(kSub1, 1001, L4::Udp), kNoMapping);
@@ -396,7 +396,7 @@ TEST_F(Timeouts, ReleaseMappingEndsItNow)
     const uint32_t idx = nat.mapping_of(kSub1, 1000, L4::Udp);
     nat.tr.release_mapping(idx, nat.now());
     EXPECT_EQ(nat.mapping_of(kSub1, 1000, L4::Udp), kNoMapping);
-    EXPECT_EQ(nat.tr.stats().mappings_released, 1u);
+    EXPECT_EQ(nat.tr.stats().mappings_released[unsigned(L4::Udp)], 1u);
     EXPECT_TRUE(dropped(nat.in(udp_packet(kRemote1, 5000, nat.cfg.pool[0], ep)), Drop::NoMapping));
     EXPECT_EQ(nat.tr.partition(0, L4::Udp).quarantined_count(), 1u);
     EXPECT_TRUE(nat.partition_consistent(0, L4::Udp));

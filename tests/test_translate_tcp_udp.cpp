@@ -12,6 +12,7 @@ namespace {
 
 using ephemera::kNoMapping;
 using ephemera::NatConfig;
+using ephemera::total;
 
 using Translate = NatTest;
 
@@ -61,7 +62,8 @@ TEST_F(Translate, TcpOutboundSynRewritesSourceOnly)
     EXPECT_EQ(host32(m.ext_addr), ext);
     EXPECT_EQ(host16(m.ext_port), 50000);
     EXPECT_EQ(nat.tr.mapping_at(net32(ext), 50000, L4::Tcp), idx);
-    EXPECT_EQ(nat.tr.stats().mappings_created, 1u);
+    EXPECT_EQ(total(nat.tr.stats().mappings_created), 1u);
+    EXPECT_EQ(nat.tr.stats().mappings_created[unsigned(L4::Tcp)], 1u);
 }
 
 TEST_F(Translate, TcpInboundSynAckRestoresInsideEndpoint)
@@ -484,10 +486,36 @@ TEST_F(Translate, Rfc4787Req1_NewFlowTwiceInOneBurstGetsOneMapping)
         EXPECT_TRUE(checksums_ok(p));
     }
     EXPECT_EQ(nat.tr.table().mapping_count(), 2u);
-    EXPECT_EQ(nat.tr.stats().mappings_created, 2u);
+    EXPECT_EQ(total(nat.tr.stats().mappings_created), 2u);
     EXPECT_EQ(nat.tr.partition(0, L4::Udp).in_use_count(), 1u) << "a port leaked";
     EXPECT_EQ(nat.tr.partition(0, L4::Tcp).in_use_count(), 1u);
     EXPECT_EQ(nat.tr.table().session_count(nat.mapping_of(kSub1, 5000, L4::Udp)), 2u);
+}
+
+TEST_F(Translate, MappingsAndSessionsAreCountedByProtocol)
+{
+    Nat nat(small_config());
+    ASSERT_TRUE(forwarded(nat.out(udp_packet(kSub1, 5000, kRemote1, 53))));
+    ASSERT_TRUE(forwarded(nat.out(udp_packet(kSub1, 5000, kRemote2, 53))));
+    ASSERT_TRUE(forwarded(nat.out(udp_packet(kSub2, 5001, kRemote1, 53))));
+    ASSERT_TRUE(forwarded(nat.out(tcp_packet(kSub1, 40000, kRemote1, 80, kSyn))));
+    ASSERT_TRUE(forwarded(nat.out(ipv4_packet(kSub1, kRemote1, 1, icmp_echo(false, 77, 1)))));
+    nat.tr.release_mapping(nat.mapping_of(kSub2, 5001, L4::Udp), nat.now());
+
+    const auto& s = nat.tr.stats();
+    const auto at = [](const uint64_t (&by_l4)[ephemera::kL4Count], L4 l4) { return by_l4[unsigned(l4)]; };
+    EXPECT_EQ(at(s.mappings_created, L4::Udp), 2u);
+    EXPECT_EQ(at(s.mappings_created, L4::Tcp), 1u);
+    EXPECT_EQ(at(s.mappings_created, L4::Icmp), 1u);
+    EXPECT_EQ(at(s.mappings_created, L4::Sctp), 0u);
+    EXPECT_EQ(at(s.mappings_released, L4::Udp), 1u);
+    EXPECT_EQ(total(s.mappings_released), 1u);
+    EXPECT_EQ(at(s.sessions_created, L4::Udp), 3u) << "two remotes of one mapping, one of another";
+    EXPECT_EQ(at(s.sessions_released, L4::Udp), 1u) << "the released mapping's session";
+    EXPECT_EQ(at(s.sessions_created, L4::Tcp), 1u);
+    EXPECT_EQ(at(s.sessions_created, L4::Icmp), 1u);
+    EXPECT_EQ(total(s.sessions_released), 1u);
+    EXPECT_EQ(total(s.mappings_created) - total(s.mappings_released), nat.tr.table().mapping_count());
 }
 
 TEST_F(Translate, FullBurstOfNewFlows)

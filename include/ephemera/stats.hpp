@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "ephemera/flow_key.hpp"
+
 namespace ephemera {
 
 enum class Dir : uint8_t { Out = 0, In = 1 }; // Out: inside -> outside
@@ -34,10 +36,12 @@ struct alignas(64) WorkerStats {
     uint64_t tx[2] = {};        // packets translated and forwarded, by Dir
     uint64_t drops[2][kDropCount] = {};
     uint64_t icmp_errors[2] = {}; // ICMP errors translated, by Dir
-    uint64_t mappings_created = 0;
-    uint64_t mappings_released = 0;
-    uint64_t sessions_created = 0;
-    uint64_t sessions_released = 0;
+    // By protocol (L4), so that the control plane can show live mappings and
+    // sessions per protocol as created minus released.
+    uint64_t mappings_created[kL4Count] = {};
+    uint64_t mappings_released[kL4Count] = {};
+    uint64_t sessions_created[kL4Count] = {};
+    uint64_t sessions_released[kL4Count] = {};
     uint64_t parity_fallbacks = 0; // port of the wanted parity was not available
     uint64_t ports_preserved = 0;  // mappings that kept the inside source port (nat.port_preservation)
     uint64_t events_lost = 0;      // mapping log ring full: event dropped, never waited for
@@ -52,5 +56,13 @@ struct alignas(64) WorkerStats {
     }
     uint64_t drop(Dir d, Drop r) const { return drops[unsigned(d)][unsigned(r)]; }
 };
+
+// All protocols together.
+inline uint64_t total(const uint64_t (&by_l4)[kL4Count])
+{
+    uint64_t sum = 0;
+    for (uint64_t v : by_l4) sum += v;
+    return sum;
+}
 
 } // namespace ephemera

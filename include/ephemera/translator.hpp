@@ -187,6 +187,8 @@ private:
     int32_t create_mapping(const Parsed& p, const uint8_t* inside_mac, Tick now, Drop& why, uint16_t wanted = 0,
                            bool wanted_only = false);
     SessionState* new_session(uint32_t index, uint32_t remote_addr, uint16_t remote_port, Tick now);
+    // Removes the mapping's sessions that ended by `now`, counting them.
+    void expire_sessions(uint32_t index, Tick now);
     void refresh(Mapping& map, uint32_t index, SessionState& s, Tick now);
     bool outbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why);
     bool inbound_session(uint32_t index, const Parsed& p, Tick now, Drop& why);

@@ -1029,7 +1029,8 @@ class Metrics(unittest.TestCase):
         """GET /metrics in eph-gw: 200, the Prometheus text format;
         ephemera_packets_translated_total{direction="out"} grows by at least the datagrams
         sent, and ephemera_pool_ports{pool=P,protocol="udp",state="in_use"} goes from 0 to 1
-        with one live mapping on P (the same count as ephemeractl ports)."""
+        with one live mapping on P (the same count as ephemeractl ports); the mappings and
+        sessions gauges and the creations carry a protocol label."""
         pool = paired_pool(IN_IP)
         key_in_use = ("ephemera_pool_ports", frozenset({("pool", pool), ("protocol", "udp"),
                                                          ("worker", "0"), ("state", "in_use")}))
@@ -1064,6 +1065,11 @@ class Metrics(unittest.TestCase):
         self.assertGreaterEqual(grew, n, f"packets_translated out grew by {grew}, {n} datagrams sent")
         self.assertEqual(1, after.get(key_in_use), f"{key_in_use} with {IN_IP}:40006 mapped to {ext}")
         self.assertEqual(1, port_counts(pool)[2])
+        udp = frozenset({("protocol", "udp")})
+        created = ("ephemera_mappings_created_total", udp)
+        self.assertGreaterEqual(after[created] - before[created], 1, "UDP mappings created, by protocol")
+        self.assertGreaterEqual(after[("ephemera_mappings", udp)], 1, "live UDP mappings, by protocol")
+        self.assertGreaterEqual(after[("ephemera_sessions", udp)], 1, "live UDP sessions, by protocol")
         self.assertEqual(8, sum(v for (name, labels), v in after.items()
                                 if name == "ephemera_pool_ports" and ("pool", pool) in labels
                                 and ("protocol", "udp") in labels), "free + quarantined + in use")
