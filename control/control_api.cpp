@@ -1,5 +1,6 @@
 #include "control_api.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <charconv>
@@ -28,6 +29,12 @@ struct Context {
     const std::vector<std::unique_ptr<Worker>>* workers;
 };
 Context g_ctx{}; // telemetry callbacks carry no user pointer
+
+// DPDK's telemetry threads go on calling the commands until the process ends
+// (a command cannot be unregistered), while what g_ctx points to ends with
+// the gateway: after stop_control_api() a command touches none of it.
+std::atomic<unsigned> g_in_flight{0};
+std::atomic<bool> g_stopping{false};
 
 constexpr uint32_t kMaxRows = 200; // the telemetry reply is at most 16 KB
 
@@ -642,31 +649,52 @@ nlohmann::json port_use()
     return out;
 }
 
+// Runs the command unless the gateway is stopping. Sequentially consistent:
+// either stop_control_api() sees the command in flight and waits for it, or
+// the command sees the stop.
+template <int (*Command)(const char*, const char*, rte_tel_data*)>
+int guarded(const char* cmd, const char* params, rte_tel_data* d)
+{
+    g_in_flight.fetch_add(1);
+    struct Leave {
+        ~Leave() { g_in_flight.fetch_sub(1); }
+    } leave;
+    if (g_stopping.load()) return error_reply(d, "the daemon is stopping");
+    return Command(cmd, params, d);
+}
+
 void register_control_api(const GatewayConfig& config, GatewayShared& shared,
                           const std::vector<std::unique_ptr<Worker>>& workers)
 {
     g_ctx = Context{&config, &shared, &workers};
     if (shared.statics)
         g_static_changes = std::make_unique<StaticChanges>(*shared.statics, shared.queries, std::chrono::seconds(2));
-    rte_telemetry_register_cmd("/ephemera/stats", cmd_stats, "Gateway counters. No parameters");
-    rte_telemetry_register_cmd("/ephemera/mappings", cmd_mappings,
+    rte_telemetry_register_cmd("/ephemera/stats", guarded<cmd_stats>, "Gateway counters. No parameters");
+    rte_telemetry_register_cmd("/ephemera/mappings", guarded<cmd_mappings>,
                                "Mappings. Parameters: inside=ADDR pool=ADDR port=N proto=tcp|udp|icmp|sctp limit=N");
-    rte_telemetry_register_cmd("/ephemera/sessions", cmd_sessions,
+    rte_telemetry_register_cmd("/ephemera/sessions", guarded<cmd_sessions>,
                                "Sessions. Parameters: inside=ADDR pool=ADDR port=N proto=tcp|udp|icmp|sctp limit=N");
-    rte_telemetry_register_cmd("/ephemera/ports", cmd_ports,
+    rte_telemetry_register_cmd("/ephemera/ports", guarded<cmd_ports>,
                                "Port use per pool address, protocol and worker. Parameters: pool=ADDR proto=P");
-    rte_telemetry_register_cmd("/ephemera/lookup", cmd_lookup, "Who holds POOLADDR:PORT[/PROTO] now");
+    rte_telemetry_register_cmd("/ephemera/lookup", guarded<cmd_lookup>, "Who holds POOLADDR:PORT[/PROTO] now");
     g_timeouts = config.nat.timeouts;
-    rte_telemetry_register_cmd("/ephemera/timeouts", cmd_timeouts, "Timeouts in seconds. No parameters");
-    rte_telemetry_register_cmd("/ephemera/timeouts_set", cmd_timeouts_set,
+    rte_telemetry_register_cmd("/ephemera/timeouts", guarded<cmd_timeouts>, "Timeouts in seconds. No parameters");
+    rte_telemetry_register_cmd("/ephemera/timeouts_set", guarded<cmd_timeouts_set>,
                                "Changes one timeout for what is created or refreshed from now on. "
                                "Parameters: KEY SECONDS");
-    rte_telemetry_register_cmd("/ephemera/config", cmd_config, "The running configuration. No parameters");
-    rte_telemetry_register_cmd("/ephemera/static_add", cmd_static_add,
+    rte_telemetry_register_cmd("/ephemera/config", guarded<cmd_config>, "The running configuration. No parameters");
+    rte_telemetry_register_cmd("/ephemera/static_add", guarded<cmd_static_add>,
                                "Adds a static mapping (port forward). Parameters: PROTO INSIDE:PORT POOLADDR:PORT");
-    rte_telemetry_register_cmd("/ephemera/static_del", cmd_static_del,
+    rte_telemetry_register_cmd("/ephemera/static_del", guarded<cmd_static_del>,
                                "Removes a static mapping. Parameters: PROTO POOLADDR:PORT");
-    rte_telemetry_register_cmd("/ephemera/static_list", cmd_static_list, "Static mappings. No parameters");
+    rte_telemetry_register_cmd("/ephemera/static_list", guarded<cmd_static_list>, "Static mappings. No parameters");
+}
+
+void stop_control_api()
+{
+    g_stopping.store(true);
+    // A command waits at most 2 s for a worker's answer; the workers still run.
+    while (g_in_flight.load() != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 } // namespace ephemera

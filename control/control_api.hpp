@@ -15,10 +15,15 @@ struct GatewayConfig;
 struct GatewayShared;
 class Worker;
 
-// Registers the commands. The objects must outlive the telemetry thread's
-// use of them (the daemon keeps them until rte_eal_cleanup).
+// Registers the commands. The objects must outlive the commands' use of them:
+// until stop_control_api() returns.
 void register_control_api(const GatewayConfig& config, GatewayShared& shared,
                           const std::vector<std::unique_ptr<Worker>>& workers);
+
+// Makes every command answer "the daemon is stopping" from now on and waits
+// for those under way to finish. Call it while the workers still run, before
+// anything the commands use goes away.
+void stop_control_api();
 
 // Port use of every worker's partitions, asked through their query rings (so
 // exact and race-free): [{"pool", "protocol", "worker", "free", "quarantined",

@@ -455,7 +455,8 @@ int main(int argc, char** argv)
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
 
-        metrics.reset(); // no scrape while the workers stop
+        stop_control_api(); // no command from here on, none under way
+        metrics.reset();    // no scrape while the workers stop
         shared.stop.store(true);
         rte_eal_mp_wait_lcore();
         drain_events(shared.events, *mapping_log, UINT_MAX);

@@ -66,7 +66,7 @@ bool answer_query_step(Translator& nat, Query& q, Tick now, uint32_t slice)
         return true;
     }
     const uint32_t cap = table.capacity();
-    const uint32_t end = q.cursor + slice < cap ? q.cursor + slice : cap;
+    const uint32_t end = slice < cap - q.cursor ? q.cursor + slice : cap; // slice may be UINT32_MAX
     for (; q.cursor < end; ++q.cursor) {
         const Mapping& m = table.mapping(q.cursor);
         if (!m.live || nat.mapping_expired(q.cursor, now) || !mapping_matches(q, m)) continue;
