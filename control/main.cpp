@@ -377,6 +377,7 @@ int main(int argc, char** argv)
         for (unsigned i = 0; i < workers; ++i) scanners.emplace_back(pool_of_workers[i]->translator(), shared.expiry[i]);
         const uint32_t scan_budget = std::max<uint32_t>(1, config.nat.max_mappings / 10);
 
+        mapping_log->start(); // only now: a start that failed before here must not end a running daemon's mappings
         unsigned w = 0;
         unsigned lcore;
         RTE_LCORE_FOREACH_WORKER(lcore)

@@ -147,13 +147,19 @@ MappingLog::MappingLog(const MappingLogConfig& config) : config_(config)
         openlog("ephemera", LOG_PID, LOG_DAEMON);
         syslog_ = true;
     }
+}
+
+void MappingLog::start()
+{
+    if (started_) return;
+    started_ = true;
     if (file_ || syslog_) marker("start", config_.start_note);
     flush();
 }
 
 MappingLog::~MappingLog()
 {
-    if (file_ || syslog_) marker("stop");
+    if (started_ && (file_ || syslog_)) marker("stop");
     flush();
     if (file_) std::fclose(file_);
     if (syslog_) closelog();

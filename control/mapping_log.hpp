@@ -83,8 +83,13 @@ public:
     // Opens the file (append, created 0640 if missing), syslog and the IPFIX
     // socket, as configured. Throws std::runtime_error with one line,
     // `log.file = "PATH": why` or `log.ipfix_collector = "ADDR:PORT": why`.
+    // Opens the outputs and writes nothing yet: a daemon that fails to start
+    // must not write a start line into the log of one that runs.
     explicit MappingLog(const MappingLogConfig& config);
-    ~MappingLog(); // writes the stop line, flushes
+    ~MappingLog(); // writes the stop line if start() wrote a start line, flushes
+    // Writes the start line: the gateway is about to create mappings, and a
+    // reader may end every mapping an earlier run left open.
+    void start();
     MappingLog(const MappingLog&) = delete;
     MappingLog& operator=(const MappingLog&) = delete;
 
@@ -109,6 +114,7 @@ private:
     std::unique_ptr<ipfix::Exporter> exporter_;
     uint64_t events_ = 0;
     uint64_t file_errors_ = 0;
+    bool started_ = false;
 };
 
 } // namespace ephemera

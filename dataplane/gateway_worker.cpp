@@ -729,6 +729,7 @@ void Worker::run()
         if (qsbr) rte_rcu_qsbr_quiescent(qsbr, id_);
         const uint64_t tsc = rte_rdtsc();
         const Tick now = clock.now();
+        nat_.set_event_time(shared_.unix_ms_at(tsc)); // before forwarding too: the configuration's port forwards
         if (!shared_.forwarding.load(std::memory_order_acquire)) [[unlikely]] {
             answer_queries(now, false);
             rte_pause();
@@ -748,7 +749,6 @@ void Worker::run()
         counters_.mappings_expired += drain_expiry_commands(nat_, shared_.expiry[id_], 64, now);
         answer_queries(now, false);
         if (syn_hold_) answer_held_syns(now, tsc);
-        nat_.set_event_time(shared_.unix_ms_at(tsc));
         if (reassembly_) {
             reassembly_->expire(tsc); // the oldest first: nothing to do most of the time
             counters_.reassembly_dropped = reassembly_->dropped();

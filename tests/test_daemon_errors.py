@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
@@ -85,6 +86,15 @@ class DaemonStartupErrors(unittest.TestCase):
     def test_missing_interface(self):
         self.assert_one_clear_error(self.run_daemon(config(inside="auto:eph-no-such0")), "inside.port", "eph-no-such0")
 
+    def test_a_start_that_fails_writes_nothing_into_the_mapping_log(self):
+        # The log may be a running daemon's: a start line would end its mappings for `who`.
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "mappings.log")
+            p = self.run_daemon(config(inside="auto:eph-no-such0", extra=f'[log]\nfile = "{log}"\n'))
+            self.assert_one_clear_error(p, "inside.port")
+            with open(log) as f:
+                self.assertEqual(f.read(), "")
+
     def test_missing_pci_device(self):
         self.assert_one_clear_error(self.run_daemon(config(inside="0000:99:00.0")), "inside.port", "0000:99:00.0")
 
@@ -151,6 +161,22 @@ class DaemonStartupErrors(unittest.TestCase):
         self.assertIn("ephemera: forwarding", p.stdout)
         self.assertIn('"translated":{"in":0,"out":', p.stdout)
         self.assertNotIn('"translated":{"in":0,"out":0}', p.stdout, "the replayed packets went through")
+
+    def test_static_mappings_of_the_configuration_are_logged_with_the_time_they_were_made(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = os.path.join(tmp, "mappings.log")
+            before = time.time()
+            p = self.run_daemon_briefly(config(nat_extra='static = ["tcp 100.64.0.5:443 198.51.100.1:443"]',
+                                               extra=f'[log]\nfile = "{log}"\n'))
+            after = time.time()
+            with open(log) as f:
+                lines = f.read().splitlines()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        created = [l for l in lines if " create tcp inside=100.64.0.5:443 external=198.51.100.1:443" in l]
+        self.assertEqual(len(created), 1, lines)
+        unix_ms = int(created[0].split()[1])
+        self.assertGreaterEqual(unix_ms, int(before * 1000) - 1000, created[0])
+        self.assertLessEqual(unix_ms, int(after * 1000) + 1000, created[0])
 
     def run_daemon_briefly(self, text, seconds=2):
         with tempfile.TemporaryDirectory() as tmp:

@@ -301,6 +301,7 @@ TEST(MappingLogText, LineFormatParsesBack)
     cfg.file = dir.file("map.log");
     {
         MappingLog log(cfg);
+        log.start();
         log.record(event(1763742600123, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", 60966, 0));
         log.record(event(1763742912007, D, L4::Icmp, "100.64.0.3", 7, "198.51.100.12", 50000, 3));
         log.flush();
@@ -326,7 +327,11 @@ TEST(MappingLogText, LineFormatParsesBack)
         EXPECT_EQ(f[6], "worker=3");
     }
     // start and stop lines around them; a second run appends.
-    { MappingLog again(cfg); }
+    {
+        MappingLog again(cfg);
+        again.start();
+    }
+    { MappingLog never_started(cfg); } // a daemon that failed to start: no line at all
     const auto all = read_lines(cfg.file);
     ASSERT_EQ(all.size(), 6u);
     EXPECT_EQ(fields(all[0])[2], "start");
@@ -347,6 +352,7 @@ TEST(MappingLogText, ReopenAfterARenameWritesToANewFileAtThePath)
     const std::string rotated = dir.file("map.log.1");
     {
         MappingLog log(cfg);
+        log.start();
         log.record(event(1763742600123, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", 60966, 0));
         log.flush();
         ASSERT_EQ(std::rename(cfg.file.c_str(), rotated.c_str()), 0);
@@ -971,10 +977,12 @@ TEST(WhoHeld, Rfc7422_StartLineCarriesTheDeterministicMappingAndStillEndsOpenMap
         MappingLogConfig plain;
         plain.file = cfg.file;
         MappingLog before(plain); // a daemon without the note, with one mapping
+        before.start();
         before.record(event(t, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort));
     }
     {
         MappingLog deterministic(cfg); // restarted in deterministic mode
+        deterministic.start();
     }
     std::ifstream in(cfg.file);
     std::vector<std::string> lines;
@@ -997,6 +1005,7 @@ TEST(WhoHeld, ReadsWhatMappingLogWrote)
     const uint64_t t = wall_ms();
     {
         MappingLog log(cfg);
+        log.start();
         log.record(event(t + 1, C, L4::Udp, "100.64.0.2", 40001, "198.51.100.11", kPort));
         log.flush();
         const auto m = who_held({cfg.file}, kExt, kPort, t + 2);
