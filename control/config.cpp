@@ -64,14 +64,14 @@ void validate(const NatConfig& c)
              "fewer ports than workers" + std::string(c.port_parity ? " x 2 (port parity)" : ""));
     auto positive = [](const char* key, uint32_t v) {
         if (v == 0) fail(key, "0", "must be at least 1 second");
-        if (v > 31u * 24 * 3600) fail(key, std::to_string(v), "longer than 31 days");
+        if (v > kMaxTimeout) fail(key, std::to_string(v), "longer than 31 days");
     };
     positive("timeouts.udp", c.timeouts.udp);
     positive("timeouts.tcp_established", c.timeouts.tcp_established);
     positive("timeouts.tcp_transitory", c.timeouts.tcp_transitory);
     positive("timeouts.icmp", c.timeouts.icmp);
     positive("timeouts.sctp", c.timeouts.sctp);
-    if (c.timeouts.quarantine > 3600)
+    if (c.timeouts.quarantine > kMaxQuarantine)
         fail("timeouts.quarantine", std::to_string(c.timeouts.quarantine), "longer than 3600 seconds");
     if (c.max_mappings < 8 || c.max_mappings > (1u << 26))
         fail("max_mappings", std::to_string(c.max_mappings), "expected 8-67108864 per worker");

@@ -287,7 +287,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
             g.static_mappings.push_back(spec);
         }
 
-        const uint64_t month = 31ull * 24 * 3600;
+        const uint64_t month = kMaxTimeout;
         Timeouts& t = n.timeouts;
         r.section("timeouts");
         if (auto v = r.number("timeouts", "udp", 1, month)) t.udp = uint32_t(*v);
@@ -295,7 +295,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         if (auto v = r.number("timeouts", "tcp_transitory", 1, month)) t.tcp_transitory = uint32_t(*v);
         if (auto v = r.number("timeouts", "icmp", 1, month)) t.icmp = uint32_t(*v);
         if (auto v = r.number("timeouts", "sctp", 1, month)) t.sctp = uint32_t(*v);
-        if (auto v = r.number("timeouts", "quarantine", 0, 3600)) t.quarantine = uint32_t(*v);
+        if (auto v = r.number("timeouts", "quarantine", 0, kMaxQuarantine)) t.quarantine = uint32_t(*v);
 
         if (auto v = r.number("dataplane", "workers", 1, 64)) n.workers = unsigned(*v);
         if (auto s = r.get<std::string>("dataplane", "steering", "a string")) {

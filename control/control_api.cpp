@@ -7,6 +7,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include <rte_ring.h>
@@ -36,7 +37,7 @@ Context g_ctx{}; // telemetry callbacks carry no user pointer
 std::atomic<unsigned> g_in_flight{0};
 std::atomic<bool> g_stopping{false};
 
-constexpr uint32_t kMaxRows = 200; // the telemetry reply is at most 16 KB
+constexpr uint32_t kMaxRows = 200; // and fewer where they would not fit the 16 KB reply (ReplyBudget)
 
 // "inside=100.64.0.2 pool=198.51.100.3 port=50000 proto=udp limit=20" (spaces,
 // commas or & between pairs). Returns false with `why` on anything unknown.
@@ -144,10 +145,25 @@ std::vector<std::string> words(const char* params)
     return out;
 }
 
-int error_reply(rte_tel_data* d, const std::string& why)
+// What fits a telemetry string: printable ASCII only (DPDK 22.11's JSON
+// escaping reads out of bounds on bytes >= 0x80 and passes them through
+// unescaped), at most RTE_TEL_MAX_STRING_LEN - 1 bytes, a cut marked "...".
+std::string tel_text(const std::string& text)
+{
+    std::string out;
+    for (char c : text) out += c >= 0x20 && c < 0x7f ? c : '?';
+    constexpr size_t kMax = RTE_TEL_MAX_STRING_LEN - 1;
+    if (out.size() > kMax) out = out.substr(0, kMax - 3) + "...";
+    return out;
+}
+
+// {"error": why} and, where given, {"usage": usage}: two strings, so that
+// neither is cut at DPDK's 127 bytes where together they would be.
+int error_reply(rte_tel_data* d, const std::string& why, const char* usage = nullptr)
 {
     rte_tel_data_start_dict(d);
-    rte_tel_data_add_dict_string(d, "error", why.substr(0, RTE_TEL_MAX_STRING_LEN - 1).c_str());
+    rte_tel_data_add_dict_string(d, "error", tel_text(why).c_str());
+    if (usage) rte_tel_data_add_dict_string(d, "usage", usage);
     return 0;
 }
 
@@ -172,6 +188,34 @@ struct Columns {
     }
 };
 
+// DPDK telemetry's reply is at most 16 KB, and what does not fit is left out
+// silently, a whole column at a time: a table stops adding rows before that.
+// A row's cost is what it adds to the JSON: each string quoted, each value
+// followed by a comma.
+class ReplyBudget {
+public:
+    bool fits(std::initializer_list<std::string_view> strings, std::initializer_list<uint64_t> numbers)
+    {
+        size_t row = 0;
+        for (std::string_view t : strings) row += t.size() + 3;
+        for (uint64_t v : numbers) row += std::to_string(v).size() + 1;
+        if (used_ + row > kLimit) return false;
+        used_ += row;
+        return true;
+    }
+
+private:
+    // 16 KB less what the rest of the reply takes: the command, column names,
+    // the counts beside the table.
+    static constexpr size_t kLimit = 16 * 1024 - 1024;
+    size_t used_ = 0;
+};
+
+const char* kind_name(QueryRow::Kind k)
+{
+    return k == QueryRow::Kind::Static ? "static" : k == QueryRow::Kind::Pcp ? "pcp" : "dynamic";
+}
+
 int table_reply(rte_tel_data* d, Query::Kind kind, const char* params)
 {
     Query proto;
@@ -187,23 +231,40 @@ int table_reply(rte_tel_data* d, Query::Kind kind, const char* params)
     rte_tel_data* ext_c = t.add("external", RTE_TEL_STRING_VAL);
     rte_tel_data* remote_c = kind == Query::Kind::Sessions ? t.add("remote", RTE_TEL_STRING_VAL) : nullptr;
     rte_tel_data* state_c = kind == Query::Kind::Sessions ? t.add("state", RTE_TEL_STRING_VAL) : nullptr;
-    rte_tel_data* sess_c = kind == Query::Kind::Mappings ? t.add("sessions", RTE_TEL_U64_VAL) : nullptr;
+    const bool mappings = kind == Query::Kind::Mappings;
+    rte_tel_data* sess_c = mappings ? t.add("sessions", RTE_TEL_U64_VAL) : nullptr;
+    rte_tel_data* kind_c = mappings ? t.add("kind", RTE_TEL_STRING_VAL) : nullptr;
     rte_tel_data* exp_c = t.add("expires_in", RTE_TEL_U64_VAL);
     rte_tel_data* worker_c = t.add("worker", RTE_TEL_U64_VAL);
     uint64_t matched = 0, shown = 0;
+    ReplyBudget budget;
+    bool full = false;
     for (Query* q : answers) {
         matched += q->matched;
         for (const QueryRow& r : q->rows) {
-            if (shown == proto.limit) break;
-            ++shown;
-            rte_tel_data_add_array_string(proto_c, to_string(L4(r.l4)));
-            rte_tel_data_add_array_string(inside_c, endpoint(r.in_addr, r.in_port).c_str());
-            rte_tel_data_add_array_string(ext_c, endpoint(r.ext_addr, r.ext_port).c_str());
-            if (remote_c) {
-                rte_tel_data_add_array_string(remote_c, endpoint(r.remote_addr, r.remote_port).c_str());
-                rte_tel_data_add_array_string(state_c, L4(r.l4) == L4::Tcp ? tcp_state(r.tcp).c_str() : "-");
+            if (full || shown == proto.limit) break;
+            const char* protocol = to_string(L4(r.l4));
+            const std::string inside = endpoint(r.in_addr, r.in_port), ext = endpoint(r.ext_addr, r.ext_port);
+            const std::string remote = remote_c ? endpoint(r.remote_addr, r.remote_port) : "";
+            const std::string state = remote_c ? (L4(r.l4) == L4::Tcp ? tcp_state(r.tcp) : "-") : "";
+            const char* kind_text = kind_name(r.kind);
+            if (!budget.fits({protocol, inside, ext, remote, state, mappings ? kind_text : ""},
+                             {r.sessions, r.expires_in, r.worker})) {
+                full = true;
+                break;
             }
-            if (sess_c) rte_tel_data_add_array_u64(sess_c, r.sessions);
+            ++shown;
+            rte_tel_data_add_array_string(proto_c, protocol);
+            rte_tel_data_add_array_string(inside_c, inside.c_str());
+            rte_tel_data_add_array_string(ext_c, ext.c_str());
+            if (remote_c) {
+                rte_tel_data_add_array_string(remote_c, remote.c_str());
+                rte_tel_data_add_array_string(state_c, state.c_str());
+            }
+            if (sess_c) {
+                rte_tel_data_add_array_u64(sess_c, r.sessions);
+                rte_tel_data_add_array_string(kind_c, kind_text);
+            }
             rte_tel_data_add_array_u64(exp_c, r.expires_in);
             rte_tel_data_add_array_u64(worker_c, r.worker);
         }
@@ -224,7 +285,7 @@ int cmd_lookup(const char*, const char* params, rte_tel_data* d)
 {
     const std::string text = params ? params : "";
     const auto colon = text.find(':');
-    if (colon == std::string::npos) return error_reply(d, "usage: /ephemera/lookup,POOLADDR:PORT[/PROTO]");
+    if (colon == std::string::npos) return error_reply(d, "expected POOLADDR:PORT[/PROTO]", "/ephemera/lookup,POOLADDR:PORT[/PROTO]");
     const auto slash = text.find('/', colon);
     std::string filters = "pool=" + text.substr(0, colon) + " port=" + text.substr(colon + 1, slash - colon - 1);
     if (slash != std::string::npos) filters += " proto=" + text.substr(slash + 1);
@@ -307,12 +368,12 @@ int cmd_timeouts(const char* cmd, const char* params, rte_tel_data* d)
 int cmd_timeouts_set(const char*, const char* params, rte_tel_data* d)
 {
     const auto w = words(params);
-    const char* usage = "usage: /ephemera/timeouts_set,KEY SECONDS (udp, tcp_established, tcp_transitory, icmp, "
-                        "sctp: 1-2592000; quarantine: 0-3600)";
-    if (w.size() != 2) return error_reply(d, usage);
+    const char* usage = "/ephemera/timeouts_set,KEY SECONDS (udp, tcp_established, tcp_transitory, icmp, sctp: "
+                        "1-2678400; quarantine: 0-3600)";
+    if (w.size() != 2) return error_reply(d, "expected KEY SECONDS", usage);
     uint64_t v = 0;
     auto [end, ec] = std::from_chars(w[1].data(), w[1].data() + w[1].size(), v);
-    if (ec != std::errc{} || end != w[1].data() + w[1].size()) return error_reply(d, "\"" + w[1] + "\": not a number; " + usage);
+    if (ec != std::errc{} || end != w[1].data() + w[1].size()) return error_reply(d, "\"" + w[1] + "\": not a number", usage);
     std::lock_guard<std::mutex> lock(g_timeouts_mutex);
     Timeouts t = g_timeouts;
     uint32_t* field = w[0] == "udp"               ? &t.udp
@@ -322,10 +383,10 @@ int cmd_timeouts_set(const char*, const char* params, rte_tel_data* d)
                       : w[0] == "sctp"            ? &t.sctp
                       : w[0] == "quarantine"      ? &t.quarantine
                                                   : nullptr;
-    if (field == nullptr) return error_reply(d, "unknown timeout \"" + w[0] + "\"; " + usage);
+    if (field == nullptr) return error_reply(d, "unknown timeout \"" + w[0] + "\"", usage);
     const bool quarantine = field == &t.quarantine;
-    if (v > (quarantine ? 3600u : 2592000u) || (!quarantine && v == 0))
-        return error_reply(d, w[0] + " = " + w[1] + ": out of range; " + usage);
+    if (v > (quarantine ? kMaxQuarantine : kMaxTimeout) || (!quarantine && v == 0))
+        return error_reply(d, w[0] + " = " + w[1] + ": out of range", usage);
     *field = uint32_t(v);
     Query proto;
     proto.kind = Query::Kind::SetTimeouts;
@@ -486,6 +547,12 @@ std::string add_static(const std::vector<std::string>& w, std::string& added, un
         }
         return static_name(s) + " is already forwarded to " + to;
     }
+    for (uint32_t i : table.used_slots()) { // one inside endpoint, one mapping (RFC 4787 REQ-1)
+        const StaticSlot& t = table.slot(i);
+        if (t.in_addr == s.in_addr && t.in_port == s.in_port && t.l4 == s.l4)
+            return "inside " + w[1] + "/" + w[0] + " is already forwarded from " + static_name(t) +
+                   " (static del that one first)";
+    }
     const int32_t slot = table.reserve(s);
     if (slot < 0)
         return ("the static mapping table is full (nat.max_static_mappings = " +
@@ -518,7 +585,7 @@ int cmd_static_add(const char*, const char* params, rte_tel_data* d)
     unsigned worker = 0;
     bool pending = false;
     const std::string why = add_static(words(params), added, worker, pending);
-    if (!why.empty()) return error_reply(d, why + " (usage: /ephemera/static_add,PROTO INSIDE:PORT POOLADDR:PORT)");
+    if (!why.empty()) return error_reply(d, why, "/ephemera/static_add,PROTO INSIDE:PORT POOLADDR:PORT");
     rte_tel_data_start_dict(d);
     rte_tel_data_add_dict_string(d, "added", added.c_str());
     rte_tel_data_add_dict_u64(d, "worker", worker);
@@ -530,7 +597,7 @@ int cmd_static_add(const char*, const char* params, rte_tel_data* d)
 int cmd_static_del(const char*, const char* params, rte_tel_data* d)
 {
     const auto w = words(params);
-    if (w.size() != 2) return error_reply(d, "usage: /ephemera/static_del,PROTO POOLADDR:PORT");
+    if (w.size() != 2) return error_reply(d, "expected PROTO POOLADDR:PORT", "/ephemera/static_del,PROTO POOLADDR:PORT");
     L4 l4;
     std::pair<uint32_t, uint16_t> ext;
     try {
@@ -565,9 +632,12 @@ int cmd_static_del(const char*, const char* params, rte_tel_data* d)
     return 0;
 }
 
-int cmd_static_list(const char* cmd, const char* params, rte_tel_data* d)
+int cmd_static_list(const char*, const char* params, rte_tel_data* d)
 {
-    if (has_params(params)) return no_params_reply(cmd, d);
+    Query filter;
+    filter.limit = kMaxRows;
+    std::string why;
+    if (!parse_filters(params, filter, why)) return error_reply(d, why);
     std::lock_guard<std::mutex> lock(g_static_mutex);
     settle_static_changes_locked();
     const StaticTable& table = *g_ctx.shared->statics;
@@ -579,25 +649,44 @@ int cmd_static_list(const char* cmd, const char* params, rte_tel_data* d)
     rte_tel_data* mac = t.add("inside_mac", RTE_TEL_STRING_VAL);
     rte_tel_data* worker = t.add("worker", RTE_TEL_U64_VAL);
     rte_tel_data* state = t.add("state", RTE_TEL_STRING_VAL);
+    uint64_t matched = 0, shown = 0;
+    ReplyBudget budget;
+    bool full = false;
     for (uint32_t i : table.used_slots()) {
         const StaticSlot& s = table.slot(i);
+        if ((filter.l4 != 0xff && uint8_t(s.l4) != filter.l4) || (filter.inside_addr && s.in_addr != filter.inside_addr) ||
+            (filter.pool_addr && s.pool_addr != filter.pool_addr) ||
+            (filter.ext_port && rte_cpu_to_be_16(s.ext_port) != filter.ext_port))
+            continue;
+        ++matched;
+        if (full || shown == filter.limit) continue;
         const StaticChanges::Kind k = g_static_changes->in_flight(i);
-        rte_tel_data_add_array_string(state, k == StaticChanges::Kind::Adding     ? "adding"
-                                             : k == StaticChanges::Kind::Removing ? "removing"
-                                                                                  : "active");
-        rte_tel_data_add_array_string(proto, to_string(s.l4));
-        rte_tel_data_add_array_string(inside, endpoint(s.in_addr, rte_cpu_to_be_16(s.in_port)).c_str());
-        rte_tel_data_add_array_string(external, endpoint(s.pool_addr, rte_cpu_to_be_16(s.ext_port)).c_str());
+        const char* state_text = k == StaticChanges::Kind::Adding     ? "adding"
+                                 : k == StaticChanges::Kind::Removing ? "removing"
+                                                                      : "active";
+        const std::string in = endpoint(s.in_addr, rte_cpu_to_be_16(s.in_port));
+        const std::string ext = endpoint(s.pool_addr, rte_cpu_to_be_16(s.ext_port));
         const uint64_t m = s.mac.load(std::memory_order_relaxed);
         char text[RTE_ETHER_ADDR_FMT_SIZE] = "unresolved";
         if (m) {
             const rte_ether_addr a = StaticTable::unpack(m);
             rte_ether_format_addr(text, sizeof text, &a);
         }
+        if (!budget.fits({state_text, to_string(s.l4), in, ext, text}, {s.worker})) {
+            full = true;
+            continue;
+        }
+        ++shown;
+        rte_tel_data_add_array_string(state, state_text);
+        rte_tel_data_add_array_string(proto, to_string(s.l4));
+        rte_tel_data_add_array_string(inside, in.c_str());
+        rte_tel_data_add_array_string(external, ext.c_str());
         rte_tel_data_add_array_string(mac, text);
         rte_tel_data_add_array_u64(worker, s.worker);
     }
     t.attach(d);
+    rte_tel_data_add_dict_u64(d, "matched", matched);
+    rte_tel_data_add_dict_u64(d, "shown", shown);
     return 0;
 }
 
@@ -687,7 +776,8 @@ void register_control_api(const GatewayConfig& config, GatewayShared& shared,
                                "Adds a static mapping (port forward). Parameters: PROTO INSIDE:PORT POOLADDR:PORT");
     rte_telemetry_register_cmd("/ephemera/static_del", guarded<cmd_static_del>,
                                "Removes a static mapping. Parameters: PROTO POOLADDR:PORT");
-    rte_telemetry_register_cmd("/ephemera/static_list", guarded<cmd_static_list>, "Static mappings. No parameters");
+    rte_telemetry_register_cmd("/ephemera/static_list", guarded<cmd_static_list>,
+                               "Static mappings. Parameters: inside=ADDR pool=ADDR port=N proto=tcp|udp|sctp limit=N");
 }
 
 void stop_control_api()

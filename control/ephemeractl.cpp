@@ -32,6 +32,12 @@ struct Failure {
     int code;
 };
 
+std::string cell(const json& v)
+{
+    if (v.is_string()) return v.get<std::string>();
+    return v.dump();
+}
+
 std::string find_socket(const std::string& socket_path, const std::string& prefix)
 {
     if (!socket_path.empty()) return socket_path;
@@ -83,15 +89,12 @@ json telemetry(const std::string& path, const std::string& command)
     if (reply.is_discarded() || !reply.is_object() || !reply.contains(key) || reply[key].is_null())
         throw Failure{"the daemon did not answer " + key + " (an older ephemera, or not ephemera?)", 2};
     json value = reply[key];
-    if (value.is_object() && value.contains("error")) throw Failure{key + ": " + value["error"].get<std::string>(), 1};
+    if (value.is_object() && value.contains("error"))
+        throw Failure{key + ": " + cell(value["error"]) + (value.contains("usage") ? " (usage: " + cell(value["usage"]) + ")" : ""),
+                      1};
     return value;
 }
 
-std::string cell(const json& v)
-{
-    if (v.is_string()) return v.get<std::string>();
-    return v.dump();
-}
 
 // A dict of equal-length arrays, printed as aligned columns.
 void print_table(const json& t, const std::vector<std::string>& columns)
@@ -242,6 +245,7 @@ int main(int argc, char** argv)
 {
     CLI::App app{"ephemeractl: inspect and control a running ephemera NAT gateway"};
     app.require_subcommand(1);
+    app.fallthrough(); // --json, --socket and --file-prefix after the command too
     std::string socket_path, prefix;
     bool as_json = false;
     app.add_option("--socket", socket_path, "the daemon's telemetry socket (default: the only one under /var/run/dpdk)");
@@ -277,9 +281,9 @@ int main(int argc, char** argv)
     timeouts_set->add_option("key", timeout_key, "udp, tcp_established, tcp_transitory, icmp, sctp or quarantine")
         ->required()
         ->check(CLI::IsMember({"udp", "tcp_established", "tcp_transitory", "icmp", "sctp", "quarantine"}));
-    timeouts_set->add_option("seconds", timeout_seconds, "seconds (quarantine: 0-3600, others 1-2592000)")
+    timeouts_set->add_option("seconds", timeout_seconds, "seconds (quarantine: 0-3600, others 1-2678400)")
         ->required()
-        ->check(CLI::Range(0u, 2592000u));
+        ->check(CLI::Range(0u, ephemera::kMaxTimeout));
     auto* config = app.add_subcommand("config", "the running configuration");
     std::string at, config_path;
     std::vector<std::string> log_paths;
@@ -306,6 +310,7 @@ int main(int argc, char** argv)
     static_del->add_option("proto", static_proto, "tcp, udp or sctp")->required()->check(CLI::IsMember({"tcp", "udp", "sctp"}));
     static_del->add_option("external", static_external, "POOLADDR:PORT")->required();
     auto* static_list = statics->add_subcommand("list", "the static mappings, with the inside host's MAC once ARP found it");
+    add_filters(static_list);
 
     CLI11_PARSE(app, argc, argv);
 
@@ -365,15 +370,16 @@ int main(int argc, char** argv)
             parse_endpoint(static_external);
             answer = telemetry(sock, "/ephemera/static_del," + static_proto + " " + static_external);
         } else if (static_list->parsed()) {
-            answer = telemetry(sock, "/ephemera/static_list");
+            answer = telemetry(sock, "/ephemera/static_list," + filters());
         } else if (timeouts_set->parsed()) {
             answer = telemetry(sock, "/ephemera/timeouts_set," + timeout_key + " " + std::to_string(timeout_seconds));
         } else if (timeouts->parsed()) answer = telemetry(sock, "/ephemera/timeouts");
         else if (config->parsed()) answer = telemetry(sock, "/ephemera/config");
 
+        const bool nobody = lookup->parsed() && answer["shown"] == 0;
         if (as_json) {
             std::cout << answer.dump(2) << "\n";
-            return 0;
+            return nobody ? 1 : 0;
         }
         if (timeouts_set->parsed()) {
             std::printf("%s = %s s for what is created or refreshed from now on\n", timeout_key.c_str(),
@@ -399,12 +405,15 @@ int main(int argc, char** argv)
                 std::printf("deleted %s\n", cell(answer["deleted"]).c_str());
         } else if (static_list->parsed()) {
             print_table(answer, {"protocol", "external", "inside", "inside_mac", "worker", "state"});
+            if (answer["shown"] != answer["matched"])
+                std::printf("(%s of %s matching static mappings)\n", cell(answer["shown"]).c_str(),
+                            cell(answer["matched"]).c_str());
         } else if (sessions->parsed()) {
             print_table(answer, {"protocol", "inside", "external", "remote", "state", "expires_in", "worker"});
             std::printf("(%s of %s matching sessions)\n", cell(answer["shown"]).c_str(), cell(answer["matched"]).c_str());
         } else {
-            print_table(answer, {"protocol", "inside", "external", "sessions", "expires_in", "worker"});
-            if (lookup->parsed() && answer["shown"] == 0) {
+            print_table(answer, {"protocol", "inside", "external", "sessions", "kind", "expires_in", "worker"});
+            if (nobody) {
                 std::printf("nobody holds %s now\n", endpoint.c_str());
                 return 1;
             }

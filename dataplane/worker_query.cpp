@@ -19,10 +19,13 @@ void add_row(Query& q, const Mapping& m, const SessionState* s, uint16_t worker,
 {
     ++q.matched;
     if (q.rows.size() >= q.limit || q.rows.size() == q.rows.capacity()) return;
-    const Tick expires = s ? s->expires : m.expires;
+    const Tick expires = s ? s->expires : m.is_static ? now : m.expires;
+    const QueryRow::Kind kind = m.is_static     ? QueryRow::Kind::Static
+                                : m.is_explicit ? QueryRow::Kind::Pcp
+                                                : QueryRow::Kind::Dynamic;
     q.rows.push_back(QueryRow{m.in_addr, m.ext_addr, s ? s->remote_addr : 0, m.in_port, m.ext_port,
                               s ? s->remote_port : uint16_t(0), m.l4, s ? s->tcp : uint8_t(0), worker,
-                              expires > now ? expires - now : 0, sessions});
+                              expires > now ? expires - now : 0, sessions, kind});
 }
 
 } // namespace

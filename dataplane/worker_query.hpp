@@ -22,8 +22,9 @@ struct QueryRow {
     uint8_t l4;
     uint8_t tcp;        // TcpSeen bits of the session
     uint16_t worker;
-    uint32_t expires_in; // seconds
+    uint32_t expires_in; // seconds; 0 for a static mapping, which never expires
     uint32_t sessions;   // sessions of the mapping
+    enum class Kind : uint8_t { Dynamic, Static, Pcp } kind; // of the mapping
 };
 
 struct PortUse {

@@ -5,15 +5,13 @@ Runs the real `ephemera` binary (argv[1]) against broken configurations. The
 EAL runs without hugepages or PCI, so this needs no lab and no root.
 """
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "e2e"))
-import labnet as L  # noqa: E402  (packet helpers only: no lab needed)
+from pcap_frames import udp_frame, write_pcap
 
 EPHEMERA = sys.argv.pop(1) if len(sys.argv) > 1 else "build/control/ephemera"
 
@@ -40,19 +38,6 @@ workers = {workers}
 def config(inside="net_null0", ports="49152-65535", workers=1, lcores="0,1", extra="", nat_extra="", inside_mtu=1500):
     return EAL.format(pid=os.getpid(), lcores=lcores) + GOOD.format(
         inside=inside, ports=ports, workers=workers, nat_extra=nat_extra, inside_mtu=inside_mtu) + extra
-
-
-def udp_frame(src, sport, dst, dport, payload=b"ephemera"):
-    """An Ethernet frame with a UDP datagram, built by the lab's packet helpers."""
-    ip = L.ipv4_packet(src, dst, L.PROTO_UDP, L.udp_segment(src, dst, sport, dport, payload))
-    return bytes.fromhex("ffffffffffff" "020000000005" "0800") + ip
-
-
-def write_pcap(path, frames):
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for i, frame in enumerate(frames):
-            f.write(struct.pack("<IIII", 0, i, len(frame), len(frame)) + frame)
 
 
 class DaemonStartupErrors(unittest.TestCase):
@@ -102,6 +87,11 @@ class DaemonStartupErrors(unittest.TestCase):
         spec = "tcp 100.64.0.5:80 198.51.100.1:50000"  # 50000: inside the dynamic range
         self.assert_one_clear_error(self.run_daemon(config(nat_extra=f'static = ["{spec}"]')),
                                     "nat.static", spec, "dynamic range")
+
+    def test_two_static_mappings_of_one_inside_endpoint_are_refused_naming_the_first(self):
+        first, second = "tcp 100.64.0.5:80 198.51.100.1:80", "tcp 100.64.0.5:80 198.51.100.2:80"
+        self.assert_one_clear_error(self.run_daemon(config(nat_extra=f'static = ["{first}", "{second}"]')),
+                                    "nat.static", second, "already forwarded from 198.51.100.1:80/tcp")
 
     def test_malformed_static_mapping_is_named(self):
         self.assert_one_clear_error(self.run_daemon(config(nat_extra='static = ["tcp 100.64.0.5:80"]')),

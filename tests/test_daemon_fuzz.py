@@ -20,16 +20,16 @@ AddressSanitizer watches the daemon's own heap and stack; DPDK's memory (the
 mbufs, the tables) is not instrumented, so an overrun there is caught only
 when it faults or corrupts what the counters or the final mbuf count show.
 """
-import glob
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+
+from telemetry_client import ask, telemetry_socket
 
 EPHEMERA = sys.argv.pop(1) if len(sys.argv) > 1 else "build/tests/ephemera-asan"
 FUZZ_FRAMES = sys.argv.pop(1) if len(sys.argv) > 1 else "build/tests/fuzz-frames"
@@ -80,30 +80,11 @@ BAD_COMMANDS = [
     "/ephemera/static_add,udp 100.64.0.9:5 198.51.100.1:50000", "/ephemera/static_add,udp 100.64.0.9:0 198.51.100.9:6",
     "/ephemera/static_del", "/ephemera/static_del,udp", "/ephemera/static_del,udp 198.51.100.1:7",
     "/ephemera/stats,inside=100.64.0.10", "/ephemera/timeouts,udp", "/ephemera/config,x", "/ephemera/static_list,tcp",
+    "/ephemera/sessions,bo\u00e9gus=1", "/ephemera/sessions,inside=\u00e9", "/ephemera/timeouts_set,\u00e9 5",
 ]
 CONTROL_COMMANDS = ["/ephemera/stats", "/ephemera/mappings", "/ephemera/sessions", "/ephemera/ports",
                     "/ephemera/lookup", "/ephemera/timeouts", "/ephemera/timeouts_set", "/ephemera/config",
                     "/ephemera/static_add", "/ephemera/static_del", "/ephemera/static_list"]
-
-
-def telemetry_socket(prefix):
-    for base in ("/var/run/dpdk", os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"), "dpdk"),
-                 "/tmp/dpdk"):
-        found = glob.glob(os.path.join(base, prefix, "dpdk_telemetry.v2"))
-        if found:
-            return found[0]
-    return None
-
-
-def ask(path, command):
-    """One command on a fresh connection: the JSON reply, or None when there was none."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-        s.settimeout(10)
-        s.connect(path)
-        s.recv(1 << 16)  # the greeting
-        s.send(command.encode())
-        reply = s.recv(1 << 20)
-    return json.loads(reply) if reply else None
 
 
 # Port forwards made and removed while the frames are replayed: each must succeed.

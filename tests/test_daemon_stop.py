@@ -11,7 +11,6 @@ daemon must exit 0 within the time limit, with its final counters, and with
 no sanitizer report; every command must get a reply (an answer, or the error
 that the daemon is stopping) or find the socket gone. No lab and no root needed.
 """
-import glob
 import json
 import os
 import signal
@@ -22,6 +21,8 @@ import tempfile
 import threading
 import time
 import unittest
+
+from telemetry_client import ask, telemetry_socket
 
 EPHEMERA = sys.argv.pop(1) if len(sys.argv) > 1 else "build/tests/ephemera-asan"
 ROUNDS = 3
@@ -50,17 +51,6 @@ workers = 2
 COMMANDS = ["/ephemera/sessions", "/ephemera/mappings,limit=200", "/ephemera/stats", "/ephemera/ports"]
 
 
-def telemetry_socket(prefix, deadline):
-    while time.monotonic() < deadline:
-        for base in ("/var/run/dpdk", os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/nonexistent"), "dpdk"),
-                     "/tmp/dpdk"):
-            found = glob.glob(os.path.join(base, prefix, "dpdk_telemetry.v2"))
-            if found:
-                return found[0]
-        time.sleep(0.05)
-    return None
-
-
 def client(path, first, stop, results):
     """Asks one command after another, each on a fresh connection, until `stop`
     (at most 2000 commands): records the replies, None where the socket is gone."""
@@ -69,13 +59,7 @@ def client(path, first, stop, results):
             return
         command = COMMANDS[(first + i) % len(COMMANDS)]
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as s:
-                s.settimeout(10)
-                s.connect(path)
-                s.recv(1 << 16)  # the greeting
-                s.send(command.encode())
-                reply = s.recv(1 << 20)
-            results.append((command, json.loads(reply) if reply else None))
+            results.append((command, ask(path, command)))
         except (ConnectionError, FileNotFoundError, socket.timeout, OSError):
             results.append((command, None))
             if stop.is_set():
@@ -98,7 +82,7 @@ class StopUnderControlTraffic(unittest.TestCase):
                 threads = []
                 try:
                     self.assertIn("ephemera: forwarding", p.stdout.readline())
-                    sock = telemetry_socket(prefix, time.monotonic() + 10)
+                    sock = telemetry_socket(prefix, wait_s=10)
                     self.assertIsNotNone(sock, "no telemetry socket")
                     threads = [threading.Thread(target=client, args=(sock, c, stop, results))
                                for c in range(CLIENTS)]

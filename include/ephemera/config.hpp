@@ -28,6 +28,10 @@ struct PortRange {
 
 // All in seconds. Defaults are RFC 4787 REQ-5c, RFC 5382 REQ-5, RFC 5508 REQ-2,
 // RFC 6888 REQ-8.
+// Limits of the timeouts, in the configuration file and at run time alike.
+inline constexpr uint32_t kMaxTimeout = 31u * 24 * 3600; // 2678400 s, 31 days
+inline constexpr uint32_t kMaxQuarantine = 3600;
+
 struct Timeouts {
     uint32_t udp = 300;
     uint32_t tcp_established = 7440;
