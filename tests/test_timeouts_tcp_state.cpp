@@ -178,6 +178,34 @@ TEST_F(Timeouts, Rfc7857Sec2_FinOneWayStaysEstablished)
     EXPECT_TRUE(tcp.expired_at(gone_at(t1, kEstablished)));
 }
 
+TEST_F(Timeouts, Rfc7857Sec2_InboundFinOneWayStaysEstablished)
+{
+    Nat nat(small_config());
+    Tcp tcp(nat);
+    ASSERT_NO_FATAL_FAILURE(tcp.establish());
+    nat.advance(1000);
+    const Tick t1 = nat.now();
+    ASSERT_TRUE(forwarded(tcp.in(kFin | kAck)));
+    EXPECT_FALSE(tcp.expired_at(gone_at(t1, kTransitory))) << "the remote's half-close is not a close";
+    EXPECT_FALSE(tcp.expired_at(last_alive(t1, kEstablished)));
+    EXPECT_TRUE(tcp.expired_at(gone_at(t1, kEstablished)));
+}
+
+TEST_F(Timeouts, Rfc7857Sec2_InboundWithoutSynDoesNotEstablish)
+{
+    // Only a SYN from the outside counts: ACKs and data from the remote before
+    // its SYN leave the connection half-open, on the transitory timer.
+    Nat nat(small_config());
+    Tcp tcp(nat);
+    ASSERT_NO_FATAL_FAILURE(tcp.syn());
+    ASSERT_TRUE(forwarded(tcp.in(kAck)));
+    ASSERT_TRUE(forwarded(tcp.in(kAck | kPsh)));
+    const Tick t1 = nat.now();
+    EXPECT_TRUE(tcp.expired_at(gone_at(t1, kTransitory)));
+    nat.set_time(gone_at(t1, kTransitory));
+    EXPECT_TRUE(dropped(tcp.in(kAck), Drop::NoMapping));
+}
+
 TEST_F(Timeouts, Rfc7857Sec2_OutboundRstIsTransitory)
 {
     Nat nat(small_config());
