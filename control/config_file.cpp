@@ -61,7 +61,7 @@ public:
         known_.insert(full);
         const toml::node* node = root_.at_path(full).node();
         if (node == nullptr) return std::nullopt;
-        if (auto v = node->value<T>()) return *v;
+        if (auto v = node->value_exact<T>()) return *v;
         fail(full, std::string("expected ") + type_name);
     }
 
@@ -87,7 +87,7 @@ public:
         const toml::array* arr = node->as_array();
         if (arr == nullptr) fail(full, "expected a string or an array of strings");
         for (auto&& item : *arr) {
-            auto s = item.value<std::string>();
+            auto s = item.value_exact<std::string>();
             if (!s) fail(full, "expected an array of strings");
             out.push_back(*s);
         }
@@ -216,6 +216,8 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
 
         g.inside = read_interface(r, "inside");
         g.outside = read_interface(r, "outside");
+        if (g.outside.port == g.inside.port)
+            Reader::fail("outside.port", "\"" + g.outside.port + "\"", "the same port as inside.port: two ports are needed");
         auto hop = r.get<std::string>("outside", "next_hop", "a string");
         if (!hop) Reader::fail("outside.next_hop", "missing: the outside router's address");
         g.next_hop = under_key("outside.next_hop", *hop, [&] { return parse_ipv4(*hop); });

@@ -193,7 +193,8 @@ int main(int argc, char** argv)
         die(std::string("EAL initialisation failed: ") + rte_strerror(rte_errno) + " (check [eal] args and hugepages)");
     if (rte_lcore_count() < workers + 1)
         die("dataplane.workers = " + std::to_string(workers) + ": needs " + std::to_string(workers + 1) +
-            " lcores (main + workers), EAL has " + std::to_string(rte_lcore_count()) + "; set [eal] lcores");
+            " lcores (main + workers), EAL has " + std::to_string(rte_lcore_count()) + "; set [eal] lcores",
+            2);
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);

@@ -109,7 +109,9 @@ class DaemonStartupErrors(unittest.TestCase):
                                     "inside.mtu = 9000", "net_ring0")
 
     def test_too_few_lcores(self):
-        self.assert_one_clear_error(self.run_daemon(config(workers=3, lcores="0,1")), "dataplane.workers", "lcores")
+        p = self.run_daemon(config(workers=3, lcores="0,1"))
+        self.assert_one_clear_error(p, "dataplane.workers", "lcores")
+        self.assertEqual(p.returncode, 2, "a configuration error")
 
     def test_flow_steering_on_a_port_without_flow_rules_is_refused(self):
         # Two workers (three lcores on two CPUs); net_null has no rte_flow.

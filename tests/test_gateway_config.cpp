@@ -175,6 +175,30 @@ TEST(GatewayConfig, WrongTypeAndOutOfRangeValuesNameTheKey)
     EXPECT_NE(error_of(kMinimal + "filtering = \"strict\"\n").find("filtering"), std::string::npos);
 }
 
+// TOML types are taken exactly: 2 is not true, 0 not false, 1500.0 not 1500.
+TEST(GatewayConfig, ANumberForABooleanOrAFloatForAnIntegerIsAnErrorNamingTheKey)
+{
+    const std::string parity = error_of(kMinimal + "port_parity = 2\n");
+    EXPECT_NE(parity.find("nat.port_parity"), std::string::npos) << parity;
+    EXPECT_NE(parity.find("true or false"), std::string::npos) << parity;
+    EXPECT_NE(error_of(kMinimal + "randomize_ports = 0\n").find("nat.randomize_ports"), std::string::npos);
+    std::string mtu = kMinimal;
+    mtu.replace(mtu.find("next_hop ="), 0, "mtu = 1500.0\n");
+    EXPECT_NE(error_of(mtu).find("outside.mtu"), std::string::npos) << error_of(mtu);
+    EXPECT_NE(error_of(kMinimal + "[dataplane]\nworkers = true\n").find("dataplane.workers"), std::string::npos);
+    EXPECT_NE(error_of(kMinimal + "exclude = [\"192.0.2.0/24\", 7]\n").find("nat.exclude"), std::string::npos);
+}
+
+TEST(GatewayConfig, OneDevicePortForBothSidesIsRefused)
+{
+    std::string text = kMinimal;
+    const size_t at = text.find("port = ", text.find("[outside]"));
+    text.replace(at, text.find('\n', at) - at, "port = \"" + parse_gateway_config(kMinimal, "lab.toml").inside.port + "\"");
+    const std::string e = error_of(text);
+    EXPECT_NE(e.find("outside.port"), std::string::npos) << e;
+    EXPECT_NE(e.find("inside.port"), std::string::npos) << e;
+}
+
 TEST(GatewayConfig, MissingRequiredKeysAreNamed)
 {
     std::string no_pool = kMinimal;
