@@ -3,6 +3,8 @@
 // silently into a default.
 #include "ephemera/gateway_config.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <random>
@@ -107,14 +109,18 @@ private:
     std::set<std::string> sections_, known_;
 };
 
-// Rethrows an address/prefix parse error under the config key that held it.
+// Rethrows an address/prefix parse error under the config key that held it
+// (the parser names the value only: "\"300.1.1.1\": not an IPv4 address").
 template <typename Fn>
 auto under_key(const std::string& key, const std::string& text, Fn&& fn)
 {
     try {
         return fn();
     } catch (const ConfigError& e) {
-        Reader::fail(key, "\"" + text + "\"", e.what());
+        std::string why = e.what();
+        const std::string same = "\"" + text + "\": ";
+        if (why.rfind(same, 0) == 0) why.erase(0, same.size());
+        Reader::fail(key, "\"" + text + "\"", why);
     }
 }
 
@@ -158,17 +164,19 @@ Interface read_interface(Reader& r, const std::string& section)
     return itf;
 }
 
+// Exactly aa:bb:cc:dd:ee:ff (or with '-'): one host's address, not a group's.
 std::array<uint8_t, 6> parse_mac(const std::string& key, const std::string& text)
 {
+    const std::string value = "\"" + text + "\"";
     std::array<uint8_t, 6> mac{};
-    unsigned b[6];
-    char tail;
-    if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &tail) != 6)
-        Reader::fail(key, "\"" + text + "\"", "not a MAC address (aa:bb:cc:dd:ee:ff)");
-    for (int i = 0; i < 6; ++i) {
-        if (b[i] > 255) Reader::fail(key, "\"" + text + "\"", "not a MAC address");
-        mac[size_t(i)] = uint8_t(b[i]);
-    }
+    auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+    bool shaped = text.size() == 17;
+    for (size_t i = 0; shaped && i < 17; ++i)
+        shaped = i % 3 == 2 ? text[i] == text[2] && (text[i] == ':' || text[i] == '-') : hex(text[i]);
+    if (!shaped) Reader::fail(key, value, "not a MAC address (aa:bb:cc:dd:ee:ff)");
+    for (size_t i = 0; i < 6; ++i) mac[i] = uint8_t(std::stoul(text.substr(i * 3, 2), nullptr, 16));
+    if (mac[0] & 1) Reader::fail(key, value, "a group (multicast or broadcast) MAC address, not a router's");
+    if (mac == std::array<uint8_t, 6>{}) Reader::fail(key, value, "the all-zero MAC address");
     return mac;
 }
 
@@ -182,6 +190,51 @@ void check_endpoint(const std::string& key, const std::string& text)
     if (colon == std::string::npos || ec != std::errc{} || end != p.data() + p.size() || port == 0 || port > 65535)
         Reader::fail(key, "\"" + text + "\"", "expected ADDR:PORT, e.g. \"127.0.0.1:4739\"");
     under_key(key, text, [&] { return parse_ipv4(text.substr(0, colon)); });
+}
+
+std::string subnet_text(const Interface& i) { return format_ipv4(i.address & prefix_mask(i.prefix_len)) + "/" + std::to_string(i.prefix_len); }
+
+bool on_subnet(uint32_t a, const Interface& i) { return (a & prefix_mask(i.prefix_len)) == (i.address & prefix_mask(i.prefix_len)); }
+
+// Whether a is the network or broadcast address of the interface's subnet
+// (a /31 or /32 has neither, RFC 3021).
+const char* subnet_edge(uint32_t a, const Interface& i)
+{
+    if (i.prefix_len >= 31 || !on_subnet(a, i)) return nullptr;
+    const uint32_t m = prefix_mask(i.prefix_len);
+    if (a == (a & m)) return "the network address of the subnet ";
+    if (a == (a | ~m)) return "the broadcast address of the subnet ";
+    return nullptr;
+}
+
+// What each address is for, against the others: a gateway that would answer
+// ARP for its next hop, route its own subnets into each other or hand out a
+// broadcast address as a source fails at once with the key to fix, not later
+// with traffic that goes nowhere.
+void check_addresses(const GatewayConfig& g)
+{
+    for (const auto& [key, itf] : {std::pair{"inside.address", &g.inside}, std::pair{"outside.address", &g.outside}}) {
+        const std::string value = "\"" + format_ipv4(itf->address) + "/" + std::to_string(itf->prefix_len) + "\"";
+        if (const char* why = unusable_address(itf->address)) Reader::fail(key, value, std::string("not usable: ") + why);
+        if (const char* edge = subnet_edge(itf->address, *itf)) Reader::fail(key, value, edge + subnet_text(*itf));
+    }
+    const unsigned shorter = std::min(g.inside.prefix_len, g.outside.prefix_len);
+    if ((g.inside.address & prefix_mask(shorter)) == (g.outside.address & prefix_mask(shorter)))
+        Reader::fail("outside.address", "\"" + format_ipv4(g.outside.address) + "/" + std::to_string(g.outside.prefix_len) + "\"",
+                     "the outside subnet " + subnet_text(g.outside) + " overlaps the inside subnet " + subnet_text(g.inside));
+    const std::string hop = "\"" + format_ipv4(g.next_hop) + "\"";
+    if (g.next_hop == g.outside.address) Reader::fail("outside.next_hop", hop, "the gateway's own outside.address");
+    if (const char* edge = subnet_edge(g.next_hop, g.outside)) Reader::fail("outside.next_hop", hop, edge + subnet_text(g.outside));
+    if (const char* why = unusable_address(g.next_hop)) Reader::fail("outside.next_hop", hop, std::string("not usable: ") + why);
+    for (uint32_t a : g.nat.pool) {
+        const std::string addr = format_ipv4(a);
+        if (a == g.inside.address || a == g.outside.address)
+            Reader::fail("nat.pool", addr, "a pool address is also a gateway interface address");
+        if (a == g.next_hop) Reader::fail("nat.pool", addr, "a pool address is also outside.next_hop");
+        if (on_subnet(a, g.inside))
+            Reader::fail("nat.pool", addr, "on the inside subnet " + subnet_text(g.inside) + ": the pool faces outside");
+        if (const char* edge = subnet_edge(a, g.outside)) Reader::fail("nat.pool", addr, edge + subnet_text(g.outside));
+    }
 }
 
 } // namespace
@@ -223,7 +276,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
         g.next_hop = under_key("outside.next_hop", *hop, [&] { return parse_ipv4(*hop); });
         const uint32_t out_mask = prefix_mask(g.outside.prefix_len);
         if ((g.next_hop & out_mask) != (g.outside.address & out_mask))
-            Reader::fail("outside.next_hop", *hop, "not on the outside subnet " + format_ipv4(g.outside.address) + "/" +
+            Reader::fail("outside.next_hop", "\"" + *hop + "\"", "not on the outside subnet " + format_ipv4(g.outside.address) + "/" +
                                                        std::to_string(g.outside.prefix_len));
         if (auto mac = r.get<std::string>("outside", "next_hop_mac", "a string"))
             g.next_hop_mac = parse_mac("outside.next_hop_mac", *mac);
@@ -243,11 +296,11 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
             if (dash == std::string::npos || r1.ec != std::errc{} || r2.ec != std::errc{} ||
                 r1.ptr != a.data() + a.size() || r2.ptr != b.data() + b.size())
                 Reader::fail("nat.ports", "\"" + *ports + "\"", "expected FIRST-LAST, e.g. \"49152-65535\"");
-            under_key("nat.ports", *ports, [&] { validate_port_range(first, last); return 0; });
+            validate_port_range(first, last); // names nat.ports
             n.ports = PortRange{uint16_t(first), uint16_t(last)};
         }
         if (auto f = r.get<std::string>("nat", "filtering", "a string"))
-            n.filtering = under_key("nat.filtering", *f, [&] { return parse_filtering_mode(*f); });
+            n.filtering = parse_filtering_mode(*f); // names nat.filtering
         if (auto v = r.get<bool>("nat", "port_parity", "true or false")) n.port_parity = *v;
         if (auto v = r.get<bool>("nat", "port_preservation", "true or false")) n.port_preservation = *v;
         if (auto v = r.get<bool>("nat", "randomize_ports", "true or false")) n.randomize_ports = *v;
@@ -343,9 +396,7 @@ GatewayConfig parse_gateway_config(const std::string& text, const std::string& s
 
         r.reject_unknown();
         validate(n);
-        for (uint32_t a : n.pool)
-            if (a == g.inside.address || a == g.outside.address)
-                Reader::fail("nat.pool", format_ipv4(a), "a pool address is also a gateway interface address");
+        check_addresses(g);
         return g;
     } catch (const ConfigError& e) {
         throw ConfigError(source + ": " + e.what());

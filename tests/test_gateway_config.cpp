@@ -1,6 +1,7 @@
 // The daemon's TOML configuration: defaults, and errors that name the key.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <iterator>
 #include <random>
 #include <string>
@@ -463,4 +464,93 @@ TEST(GatewayConfig, ParseErrorQuotingPastTheLineEndStaysOneLine)
     EXPECT_NE(why.find("lab.toml:12:14:"), std::string::npos) << why;
     EXPECT_EQ(why.find('\n'), std::string::npos) << why;
     EXPECT_NE(why.find("\\x0a"), std::string::npos) << "the line end, escaped: " << why;
+}
+
+namespace {
+
+// kMinimal with `from` replaced by `to` (once).
+std::string with(std::string text, const std::string& from, const std::string& to)
+{
+    text.replace(text.find(from), from.size(), to);
+    return text;
+}
+
+// The error names every needle.
+::testing::AssertionResult refused_naming(const std::string& text, std::initializer_list<std::string> needles)
+{
+    const std::string e = error_of(text);
+    if (e.empty()) return ::testing::AssertionFailure() << "accepted:\n" << text;
+    for (const std::string& n : needles)
+        if (e.find(n) == std::string::npos) return ::testing::AssertionFailure() << "'" << n << "' not in: " << e;
+    return ::testing::AssertionSuccess();
+}
+
+} // namespace
+
+TEST(GatewayConfig, InsideAndOutsideSubnetsMayNotOverlap)
+{
+    const std::string text = with(with(kMinimal, "203.0.113.1/24", "100.64.0.9/16"), "\"203.0.113.2\"", "\"100.64.0.10\"");
+    EXPECT_TRUE(refused_naming(text, {"outside.address", "100.64.0.0/16", "100.64.0.0/24"}));
+    const std::string same = with(with(kMinimal, "203.0.113.1/24", "100.64.0.1/24"), "\"203.0.113.2\"", "\"100.64.0.2\"");
+    EXPECT_TRUE(refused_naming(same, {"outside.address"}));
+}
+
+TEST(GatewayConfig, NextHopMayNotBeTheGatewayItselfOrTheSubnetBroadcast)
+{
+    EXPECT_TRUE(refused_naming(with(kMinimal, "\"203.0.113.2\"", "\"203.0.113.1\""), {"outside.next_hop", "outside.address"}));
+    EXPECT_TRUE(refused_naming(with(kMinimal, "\"203.0.113.2\"", "\"203.0.113.255\""), {"outside.next_hop", "broadcast"}));
+    EXPECT_TRUE(refused_naming(with(kMinimal, "\"203.0.113.2\"", "\"203.0.113.0\""), {"outside.next_hop", "network address"}));
+}
+
+TEST(GatewayConfig, InterfaceAddressMayNotBeItsSubnetsNetworkOrBroadcastAddress)
+{
+    EXPECT_TRUE(refused_naming(with(kMinimal, "100.64.0.1/24", "100.64.0.0/24"), {"inside.address", "network address"}));
+    EXPECT_TRUE(refused_naming(with(kMinimal, "100.64.0.1/24", "100.64.0.255/24"), {"inside.address", "broadcast"}));
+    EXPECT_TRUE(refused_naming(with(kMinimal, "100.64.0.1/24", "224.0.0.1/24"), {"inside.address", "multicast"}));
+    // A point-to-point /31 has no network or broadcast address (RFC 3021).
+    const std::string p2p = with(with(kMinimal, "203.0.113.1/24", "203.0.113.1/31"), "\"203.0.113.2\"", "\"203.0.113.0\"");
+    EXPECT_EQ(error_of(p2p), "");
+}
+
+TEST(GatewayConfig, PoolMayNotHoldTheNextHopAnInsideAddressOrASpecialAddress)
+{
+    EXPECT_TRUE(refused_naming(with(kMinimal, "198.51.100.0/28", "203.0.113.2"), {"nat.pool", "203.0.113.2", "next_hop"}));
+    EXPECT_TRUE(refused_naming(with(kMinimal, "198.51.100.0/28", "100.64.0.7"), {"nat.pool", "100.64.0.7", "inside subnet"}));
+    EXPECT_TRUE(refused_naming(with(kMinimal, "198.51.100.0/28", "203.0.113.255"), {"nat.pool", "broadcast"}));
+    EXPECT_TRUE(refused_naming(with(kMinimal, "198.51.100.0/28", "224.0.0.1"), {"nat.pool", "224.0.0.1", "multicast"}));
+    EXPECT_TRUE(refused_naming(with(kMinimal, "198.51.100.0/28", "127.0.0.1"), {"nat.pool", "loopback"}));
+    EXPECT_TRUE(refused_naming(with(kMinimal, "198.51.100.0/28", "203.0.113.1"), {"nat.pool", "interface"}));
+    // A routed pool uses all its addresses, its first and last included.
+    EXPECT_EQ(error_of(kMinimal), "");
+}
+
+TEST(GatewayConfig, NextHopMacIsOneUnicastAddressWrittenInFull)
+{
+    auto mac = [](const std::string& m) { return with(kMinimal, "next_hop = \"203.0.113.2\"", "next_hop = \"203.0.113.2\"\nnext_hop_mac = \"" + m + "\""); };
+    EXPECT_EQ(error_of(mac("02:00:00:00:00:0a")), "");
+    EXPECT_EQ(parse_gateway_config(mac("02-00-00-00-00-0A"), "lab.toml").next_hop_mac,
+              (std::array<uint8_t, 6>{2, 0, 0, 0, 0, 10}));
+    for (const std::string bad : {"2:0:0:0:0:a", "0x2:00:00:00:00:0a", " 02:00:00:00:00:0a", "02:00:00:00:00:0g",
+                                  "02:00:00:00:00:0a:", "02:00-00:00:00:0a", "+2:00:00:00:00:0a"})
+        EXPECT_TRUE(refused_naming(mac(bad), {"outside.next_hop_mac", "not a MAC address"})) << bad;
+    EXPECT_TRUE(refused_naming(mac("ff:ff:ff:ff:ff:ff"), {"outside.next_hop_mac", "group"}));
+    EXPECT_TRUE(refused_naming(mac("01:00:5e:00:00:01"), {"outside.next_hop_mac", "group"}));
+    EXPECT_TRUE(refused_naming(mac("00:00:00:00:00:00"), {"outside.next_hop_mac", "all-zero"}));
+}
+
+// The file's own spelling of the key, once: "nat.ports", not "ports.first"
+// or the key twice over.
+TEST(GatewayConfig, ValidationErrorsNameTheKeyAsTheFileSpellsIt)
+{
+    const std::string low = error_of(kMinimal + "ports = \"1000-2000\"\n");
+    EXPECT_NE(low.find("nat.ports = \"1000-2000\""), std::string::npos) << low;
+    EXPECT_EQ(low.find("ports.first"), std::string::npos) << low;
+    const std::string filtering = error_of(kMinimal + "filtering = \"strict\"\n");
+    EXPECT_NE(filtering.find("nat.filtering"), std::string::npos) << filtering;
+    EXPECT_EQ(filtering.find("filtering"), filtering.rfind("filtering")) << filtering; // named once
+    EXPECT_TRUE(refused_naming(kMinimal + "ports = \"1024-1024\"\n[dataplane]\nworkers = 2\n", {"nat.ports", "dataplane.workers"}));
+    EXPECT_TRUE(refused_naming(kMinimal + "ports = \"60000-65535\"\nport_block_size = 9000\n", {"nat.port_block_size"}));
+    EXPECT_TRUE(refused_naming(kMinimal + "port_block_size = 8\nport_parity = true\n", {"nat.port_parity", "nat.port_block_size"}));
+    const std::string prefix = error_of(with(kMinimal, "198.51.100.0/28", "198.51.100.1/28"));
+    EXPECT_NE(prefix.find("nat.pool = \"198.51.100.1/28\": host bits"), std::string::npos) << prefix;
 }

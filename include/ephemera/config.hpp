@@ -77,13 +77,17 @@ public:
     using std::runtime_error::runtime_error;
 };
 
-// Checks a port range on its own so that a parser can report it under its own key.
+// Checks a port range on its own (errors name nat.ports).
 void validate_port_range(uint32_t first, uint32_t last);
 // Throws ConfigError for the first value that cannot be used.
 void validate(const NatConfig& config);
 
 // The netmask of a prefix length 0-32, host order.
 constexpr uint32_t prefix_mask(unsigned len) { return len == 0 ? 0 : ~uint32_t(0) << (32 - len); }
+
+// Why no host, gateway or pool can use this address (host order): "a
+// multicast address" and the like; nullptr when it can.
+const char* unusable_address(uint32_t host_order);
 
 // "198.51.100.7" -> host-order address; throws ConfigError naming the text.
 uint32_t parse_ipv4(const std::string& text);
