@@ -37,44 +37,77 @@ Context g_ctx{}; // telemetry callbacks carry no user pointer
 std::atomic<unsigned> g_in_flight{0};
 std::atomic<bool> g_stopping{false};
 
+constexpr size_t kTelemetryReadMax = 1023; // DPDK 22.11 telemetry's read() of a command
 constexpr uint32_t kMaxRows = 200; // and fewer where they would not fit the 16 KB reply (ReplyBudget)
 
+// A decimal number min-max that is the whole of text: no sign, no spaces, no
+// trailing letters ("5x" is not 5, "-1" not 18446744073709551615).
+bool parse_decimal(std::string_view text, uint64_t min, uint64_t max, uint64_t& out)
+{
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v < min || v > max) return false;
+    out = v;
+    return true;
+}
+
+// The filters a command takes.
+constexpr unsigned kInside = 1, kPool = 2, kPort = 4, kProto = 8, kLimit = 16, kAllFilters = 31;
+
 // "inside=100.64.0.2 pool=198.51.100.3 port=50000 proto=udp limit=20" (spaces,
-// commas or & between pairs). Returns false with `why` on anything unknown.
-bool parse_filters(const char* params, Query& q, std::string& why)
+// commas or & between pairs), of the filters `allowed`. Returns false with
+// `why` on anything unknown, repeated or not a value of its key.
+bool parse_filters(const char* params, Query& q, std::string& why, unsigned allowed = kAllFilters)
 {
     std::string text = params ? params : "";
     for (char& c : text)
         if (c == ',' || c == '&') c = ' ';
     std::istringstream in(text);
     std::string item;
+    unsigned seen = 0;
     while (in >> item) {
         const auto eq = item.find('=');
         const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+        const unsigned filter = key == "inside" ? kInside
+                                : key == "pool" ? kPool
+                                : key == "port" ? kPort
+                                : key == "proto" ? kProto
+                                : key == "limit" ? kLimit
+                                                 : 0u;
+        if ((filter & allowed) == 0) {
+            std::string names;
+            for (const auto& [f, name] : {std::pair{kInside, "inside"}, {kPool, "pool"}, {kPort, "port"},
+                                          {kProto, "proto"}, {kLimit, "limit"}})
+                if (allowed & f) names += (names.empty() ? "" : ", ") + std::string(name);
+            why = "unknown filter '" + key + "' (" + names + ")";
+            return false;
+        }
+        if (seen & filter) {
+            why = key + " given twice";
+            return false;
+        }
+        seen |= filter;
+        bool ok = true;
+        uint64_t n = 0;
         try {
-            if (key == "inside") q.inside_addr = rte_cpu_to_be_32(parse_ipv4(value));
-            else if (key == "pool") q.pool_addr = rte_cpu_to_be_32(parse_ipv4(value));
-            else if (key == "port") {
-                const unsigned long p = std::stoul(value);
-                if (p == 0 || p > 65535) throw std::invalid_argument("port");
-                q.ext_port = rte_cpu_to_be_16(uint16_t(p));
-            } else if (key == "proto") {
-                L4 l4;
-                bool found = false;
+            if (filter == kInside) q.inside_addr = rte_cpu_to_be_32(parse_ipv4(value));
+            else if (filter == kPool) q.pool_addr = rte_cpu_to_be_32(parse_ipv4(value));
+            else if (filter == kPort) ok = parse_decimal(value, 1, 65535, n), q.ext_port = rte_cpu_to_be_16(uint16_t(n));
+            else if (filter == kLimit) ok = parse_decimal(value, 1, kMaxRows, n), q.limit = uint32_t(n);
+            else {
+                ok = false;
                 for (unsigned i = 0; i < kL4Count; ++i)
-                    if (value == to_string(L4(i))) { l4 = L4(i); found = true; }
-                if (!found) throw std::invalid_argument("proto");
-                q.l4 = uint8_t(l4);
-            } else if (key == "limit") {
-                const unsigned long l = std::stoul(value);
-                if (l == 0 || l > kMaxRows) throw std::invalid_argument("limit");
-                q.limit = uint32_t(l);
-            } else {
-                why = "unknown filter '" + key + "' (inside, pool, port, proto, limit)";
-                return false;
+                    if (value == to_string(L4(i))) q.l4 = uint8_t(i), ok = true;
             }
         } catch (const std::exception&) {
-            why = "bad value for " + key + ": '" + value + "'";
+            ok = false;
+        }
+        if (!ok) {
+            why = "bad value for " + key + ": '" + value + "'" +
+                  (filter == kPort    ? " (1-65535)"
+                   : filter == kLimit ? " (1-" + std::to_string(kMaxRows) + ")"
+                   : filter == kProto ? " (tcp, udp, icmp or sctp)"
+                                      : " (an IPv4 address)");
             return false;
         }
     }
@@ -104,7 +137,7 @@ std::vector<Query*> ask_workers(const Query& proto)
         q->limit = proto.limit;
         q->timeouts = proto.timeouts;
         q->rows.reserve(proto.limit);
-        q->ports.reserve(size_t(g_ctx.config->nat.pool.size()) * kL4Count);
+        if (proto.kind == Query::Kind::Ports) q->ports.reserve(proto.limit);
         if (rte_ring_mp_enqueue(ring, q) != 0) {
             delete q;
             continue;
@@ -280,15 +313,29 @@ int table_reply(rte_tel_data* d, Query::Kind kind, const char* params)
 int cmd_mappings(const char*, const char* params, rte_tel_data* d) { return table_reply(d, Query::Kind::Mappings, params); }
 int cmd_sessions(const char*, const char* params, rte_tel_data* d) { return table_reply(d, Query::Kind::Sessions, params); }
 
+std::pair<uint32_t, uint16_t> parse_endpoint(const std::string& text, const char* what);
+
 // POOLADDR:PORT[/proto]: who holds that external endpoint now.
 int cmd_lookup(const char*, const char* params, rte_tel_data* d)
 {
+    const char* usage = "/ephemera/lookup,POOLADDR:PORT[/PROTO]";
     const std::string text = params ? params : "";
-    const auto colon = text.find(':');
-    if (colon == std::string::npos) return error_reply(d, "expected POOLADDR:PORT[/PROTO]", "/ephemera/lookup,POOLADDR:PORT[/PROTO]");
-    const auto slash = text.find('/', colon);
-    std::string filters = "pool=" + text.substr(0, colon) + " port=" + text.substr(colon + 1, slash - colon - 1);
-    if (slash != std::string::npos) filters += " proto=" + text.substr(slash + 1);
+    const auto slash = text.find('/');
+    std::pair<uint32_t, uint16_t> ext;
+    try {
+        ext = parse_endpoint(text.substr(0, slash), "endpoint");
+    } catch (const std::exception& e) {
+        return error_reply(d, e.what(), usage);
+    }
+    // Rebuilt from the parsed values: nothing of the text but them reaches the filters.
+    std::string filters = "pool=" + format_ipv4(rte_be_to_cpu_32(ext.first)) + " port=" + std::to_string(ext.second);
+    if (slash != std::string::npos) {
+        const std::string proto = text.substr(slash + 1);
+        bool known = false;
+        for (unsigned i = 0; i < kL4Count; ++i) known |= proto == to_string(L4(i));
+        if (!known) return error_reply(d, "protocol '" + proto + "': expected tcp, udp, icmp or sctp", usage);
+        filters += " proto=" + proto;
+    }
     return table_reply(d, Query::Kind::Mappings, filters.c_str());
 }
 
@@ -296,8 +343,9 @@ int cmd_ports(const char*, const char* params, rte_tel_data* d)
 {
     Query proto;
     proto.kind = Query::Kind::Ports;
+    proto.limit = kMaxRows;
     std::string why;
-    if (!parse_filters(params, proto, why)) return error_reply(d, why);
+    if (!parse_filters(params, proto, why, kPool | kProto | kLimit)) return error_reply(d, why);
     std::vector<Query*> answers = ask_workers(proto);
     rte_tel_data_start_dict(d);
     Columns t;
@@ -307,11 +355,20 @@ int cmd_ports(const char*, const char* params, rte_tel_data* d)
     rte_tel_data* free_c = t.add("free", RTE_TEL_U64_VAL);
     rte_tel_data* quar_c = t.add("quarantined", RTE_TEL_U64_VAL);
     rte_tel_data* use_c = t.add("in_use", RTE_TEL_U64_VAL);
-    unsigned rows = 0;
+    uint64_t matched = 0, shown = 0;
+    ReplyBudget budget;
+    bool full = false;
     for (Query* q : answers) {
+        matched += q->matched; // a large pool: filter by pool= or proto=
         for (const PortUse& u : q->ports) {
-            if (++rows > RTE_TEL_MAX_ARRAY_ENTRIES / 2) break; // a large pool: filter by pool= or proto=
-            rte_tel_data_add_array_string(pool_c, format_ipv4(rte_be_to_cpu_32(u.pool_addr)).c_str());
+            if (full || shown == proto.limit) break;
+            const std::string pool = format_ipv4(rte_be_to_cpu_32(u.pool_addr));
+            if (!budget.fits({pool, to_string(L4(u.l4))}, {u.worker, u.free, u.quarantined, u.in_use})) {
+                full = true;
+                break;
+            }
+            ++shown;
+            rte_tel_data_add_array_string(pool_c, pool.c_str());
             rte_tel_data_add_array_string(proto_c, to_string(L4(u.l4)));
             rte_tel_data_add_array_u64(worker_c, u.worker);
             rte_tel_data_add_array_u64(free_c, u.free);
@@ -321,6 +378,9 @@ int cmd_ports(const char*, const char* params, rte_tel_data* d)
         delete q;
     }
     t.attach(d);
+    rte_tel_data_add_dict_u64(d, "matched", matched);
+    rte_tel_data_add_dict_u64(d, "shown", shown);
+    rte_tel_data_add_dict_u64(d, "workers_answered", answers.size());
     return 0;
 }
 
@@ -475,14 +535,8 @@ std::pair<uint32_t, uint16_t> parse_endpoint(const std::string& text, const char
 {
     const auto colon = text.rfind(':');
     if (colon == std::string::npos) throw std::invalid_argument(std::string(what) + " '" + text + "': expected ADDR:PORT");
-    unsigned long port = 0;
-    try {
-        size_t used = 0;
-        port = std::stoul(text.substr(colon + 1), &used);
-        if (used != text.size() - colon - 1) port = 0;
-    } catch (const std::exception&) {
-    }
-    if (port == 0 || port > 65535)
+    uint64_t port = 0;
+    if (!parse_decimal(std::string_view(text).substr(colon + 1), 1, 65535, port))
         throw std::invalid_argument(std::string(what) + " '" + text + "': the port must be 1-65535");
     return {rte_cpu_to_be_32(parse_ipv4(text.substr(0, colon))), uint16_t(port)};
 }
@@ -724,6 +778,7 @@ nlohmann::json port_use()
 {
     Query proto;
     proto.kind = Query::Kind::Ports;
+    proto.limit = uint32_t(g_ctx.config->nat.pool.size() * kL4Count); // every row: the metrics page has no 16 KB cap
     nlohmann::json out = nlohmann::json::array();
     for (Query* q : ask_workers(proto)) {
         for (const PortUse& u : q->ports)
@@ -749,6 +804,12 @@ int guarded(const char* cmd, const char* params, rte_tel_data* d)
         ~Leave() { g_in_flight.fetch_sub(1); }
     } leave;
     if (g_stopping.load()) return error_reply(d, "the daemon is stopping");
+    // DPDK telemetry reads at most 1023 bytes of a command and drops the rest
+    // unseen: "limit=200" could arrive as "limit=2".
+    if (params != nullptr && std::strlen(cmd) + 1 + std::strlen(params) >= kTelemetryReadMax)
+        return error_reply(d, "the command is " + std::to_string(kTelemetryReadMax) +
+                                  " bytes or longer: DPDK telemetry reads only the first " +
+                                  std::to_string(kTelemetryReadMax) + ", so it may have been cut");
     return Command(cmd, params, d);
 }
 
@@ -764,7 +825,7 @@ void register_control_api(const GatewayConfig& config, GatewayShared& shared,
     rte_telemetry_register_cmd("/ephemera/sessions", guarded<cmd_sessions>,
                                "Sessions. Parameters: inside=ADDR pool=ADDR port=N proto=tcp|udp|icmp|sctp limit=N");
     rte_telemetry_register_cmd("/ephemera/ports", guarded<cmd_ports>,
-                               "Port use per pool address, protocol and worker. Parameters: pool=ADDR proto=P");
+                               "Port use per pool address, protocol and worker. Parameters: pool=ADDR proto=P limit=N");
     rte_telemetry_register_cmd("/ephemera/lookup", guarded<cmd_lookup>, "Who holds POOLADDR:PORT[/PROTO] now");
     g_timeouts = config.nat.timeouts;
     rte_telemetry_register_cmd("/ephemera/timeouts", guarded<cmd_timeouts>, "Timeouts in seconds. No parameters");

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -38,52 +40,98 @@ std::string cell(const json& v)
     return v.dump();
 }
 
+// AF_UNIX paths are at most 107 bytes; a longer one would be cut silently.
+void check_socket_path(const std::string& path)
+{
+    if (path.size() >= sizeof(sockaddr_un::sun_path))
+        throw Failure{"socket path too long (" + std::to_string(path.size()) + " bytes, at most " +
+                          std::to_string(sizeof(sockaddr_un::sun_path) - 1) + "): " + path,
+                      2};
+}
+
+// A connected telemetry socket, or -1 with errno; a receive waits at most
+// `wait_s` seconds.
+int connect_telemetry(const std::string& path, int wait_s)
+{
+    const int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    if (fd < 0) return -1;
+    const timeval tv{wait_s, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        const int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 std::string find_socket(const std::string& socket_path, const std::string& prefix)
 {
     if (!socket_path.empty()) return socket_path;
     const std::filesystem::path base = "/var/run/dpdk";
     if (!prefix.empty()) return (base / prefix / "dpdk_telemetry.v2").string();
-    std::vector<std::string> found;
+    // A process that was killed leaves its socket file behind: only the
+    // sockets something answers on count.
+    std::vector<std::string> live, stale;
     std::error_code ec;
     for (const auto& dir : std::filesystem::directory_iterator(base, ec)) {
-        const auto sock = dir.path() / "dpdk_telemetry.v2";
-        if (std::filesystem::exists(sock, ec)) found.push_back(sock.string());
+        const std::string sock = (dir.path() / "dpdk_telemetry.v2").string();
+        if (!std::filesystem::exists(sock, ec) || sock.size() >= sizeof(sockaddr_un::sun_path)) continue;
+        // Live: it greets. (Reading the greeting before closing also spares
+        // the daemon a write to a closed socket.)
+        const int fd = connect_telemetry(sock, 2);
+        char greeting[1024];
+        const bool greets = fd >= 0 && recv(fd, greeting, sizeof greeting, 0) > 0;
+        if (fd >= 0) close(fd);
+        (greets ? live : stale).push_back(sock);
     }
-    if (found.size() == 1) return found.front();
-    if (found.empty()) throw Failure{"no running DPDK process found under /var/run/dpdk (is ephemera running?)", 2};
+    if (live.size() == 1) return live.front();
     std::string list;
-    for (const auto& f : found) list += " " + f;
-    throw Failure{"several DPDK processes; choose one with --file-prefix or --socket:" + list, 2};
+    for (const auto& f : live) list += " " + f;
+    if (live.size() > 1) throw Failure{"several DPDK processes; choose one with --file-prefix or --socket:" + list, 2};
+    std::string left;
+    for (const auto& f : stale) left += " " + f;
+    throw Failure{"no running DPDK process found under /var/run/dpdk (is ephemera running?)" +
+                      (stale.empty() ? std::string() : "; nothing answers on the sockets left behind:" + left),
+                  2};
 }
 
 // One telemetry command; returns the value under the command's key.
 json telemetry(const std::string& path, const std::string& command)
 {
-    const int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
-    if (fd < 0) throw Failure{"socket: " + std::string(strerror(errno)), 2};
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        const std::string why = strerror(errno);
-        close(fd);
-        throw Failure{"cannot connect to " + path + ": " + why + " (is ephemera running?)", 2};
-    }
+    check_socket_path(path);
+    // DPDK telemetry reads 1023 bytes of a command and drops the rest unseen.
+    if (command.size() > 1023)
+        throw Failure{"the command is " + std::to_string(command.size()) + " bytes, DPDK telemetry takes at most 1023", 1};
+    constexpr int kWait = 10; // a command waits 2 s at most for the workers
+    const int fd = connect_telemetry(path, kWait);
+    if (fd < 0) throw Failure{"cannot connect to " + path + ": " + strerror(errno) + " (is ephemera running?)", 2};
     std::vector<char> buf(1 << 17);
-    auto receive = [&]() {
+    auto receive = [&](const char* what) {
         const ssize_t n = recv(fd, buf.data(), buf.size() - 1, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            close(fd);
+            throw Failure{path + ": no answer within " + std::to_string(kWait) + " s", 2};
+        }
         if (n <= 0) {
             close(fd);
-            throw Failure{"the daemon closed the telemetry connection", 2};
+            throw Failure{std::string("the daemon closed the telemetry connection ") + what, 2};
         }
         return json::parse(std::string(buf.data(), size_t(n)), nullptr, false);
     };
-    receive(); // the greeting: version, pid, max output length
+    // The greeting (version, pid, max output length). DPDK 22.11 serves at most
+    // 10 clients at a time and closes the 11th's connection before it.
+    receive("before greeting: DPDK telemetry serves at most 10 clients at a time (are 10 connected?)");
     if (send(fd, command.data(), command.size(), 0) < 0) {
+        const std::string why = strerror(errno);
         close(fd);
-        throw Failure{"send: " + std::string(strerror(errno)), 2};
+        throw Failure{"send: " + why, 2};
     }
-    json reply = receive();
+    json reply = receive("without answering");
     close(fd);
     const std::string key = command.substr(0, command.find(','));
     if (reply.is_discarded() || !reply.is_object() || !reply.contains(key) || reply[key].is_null())
@@ -94,7 +142,6 @@ json telemetry(const std::string& path, const std::string& command)
                       1};
     return value;
 }
-
 
 // A dict of equal-length arrays, printed as aligned columns.
 void print_table(const json& t, const std::vector<std::string>& columns)
@@ -119,25 +166,56 @@ void print_table(const json& t, const std::vector<std::string>& columns)
     }
 }
 
+// --at: Unix seconds or milliseconds, or an ISO 8601 time: UTC unless it
+// ends in an offset (+02:00, -0500); a trailing Z is UTC too.
 uint64_t parse_time_ms(const std::string& text)
 {
+    const Failure bad{"--at '" + text +
+                          "': expected 2026-11-21T16:30:00[.123][Z|+02:00] (UTC without an offset) or Unix seconds/ms",
+                      1};
     if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit)) {
-        const uint64_t v = std::stoull(text);
+        uint64_t v = 0;
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec != std::errc{} || v > 253402300799999ull) throw bad; // past 9999-12-31
         return v < 100000000000ull ? v * 1000 : v; // seconds or milliseconds since the epoch
     }
     std::tm tm{};
     const char* rest = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
     if (rest == nullptr) rest = strptime(text.c_str(), "%Y-%m-%d %H:%M:%S", &tm);
-    if (rest == nullptr) throw Failure{"--at " + text + ": expected 2026-11-21T16:30:00[.123][Z] or Unix seconds/ms", 1};
-    uint64_t ms = uint64_t(timegm(&tm)) * 1000;
+    if (rest == nullptr) throw bad;
+    const time_t utc = timegm(&tm);
+    if (utc < 0) throw bad;
+    int64_t ms = int64_t(utc) * 1000;
     if (*rest == '.') {
         ++rest;
         unsigned frac = 0, digits = 0;
-        while (std::isdigit(static_cast<unsigned char>(*rest)) && digits < 3) frac = frac * 10 + unsigned(*rest++ - '0'), ++digits;
-        while (digits++ < 3) frac *= 10;
+        while (std::isdigit(static_cast<unsigned char>(*rest))) {
+            if (digits < 3) frac = frac * 10 + unsigned(*rest - '0'); // finer than a millisecond: cut
+            ++rest, ++digits;
+        }
+        if (digits == 0) throw bad;
+        for (unsigned d = digits; d < 3; ++d) frac *= 10;
         ms += frac;
     }
-    return ms;
+    if (*rest == 'Z' || *rest == 'z') {
+        ++rest;
+    } else if (*rest == '+' || *rest == '-') {
+        const int sign = *rest++ == '+' ? 1 : -1;
+        auto two = [&]() {
+            if (!std::isdigit(static_cast<unsigned char>(rest[0])) || !std::isdigit(static_cast<unsigned char>(rest[1])))
+                throw bad;
+            const int v = (rest[0] - '0') * 10 + (rest[1] - '0');
+            rest += 2;
+            return v;
+        };
+        const int hours = two();
+        if (*rest == ':') ++rest;
+        const int minutes = two();
+        if (hours > 23 || minutes > 59) throw bad;
+        ms -= sign * int64_t(hours * 60 + minutes) * 60000; // local time minus its offset is UTC
+    }
+    if (*rest != '\0' || ms < 0) throw bad;
+    return uint64_t(ms);
 }
 
 std::string format_ms(uint64_t ms)
@@ -163,10 +241,11 @@ std::pair<uint32_t, uint16_t> parse_endpoint(const std::string& text)
         throw Failure{"not an IPv4 address: '" + text.substr(0, colon) + "'", 1};
     }
     const std::string p = text.substr(colon + 1);
-    if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), ::isdigit) || std::stoul(p) == 0 ||
-        std::stoul(p) > 65535)
-        throw Failure{"not a port: '" + p + "'", 1};
-    return {addr, uint16_t(std::stoul(p))};
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+    if (p.empty() || ec != std::errc{} || end != p.data() + p.size() || port == 0 || port > 65535)
+        throw Failure{"not a port (1-65535): '" + p + "'", 1};
+    return {addr, uint16_t(port)};
 }
 
 // `who` answers: the inside endpoint (a block's holder has no port: all its
@@ -252,11 +331,23 @@ int main(int argc, char** argv)
     app.add_option("--file-prefix", prefix, "the daemon's EAL --file-prefix (ephemera-lab in the lab)");
     app.add_flag("--json", as_json, "print the answer as JSON");
 
+    // An address filter is checked here: the daemon splits its parameters at
+    // ',' and spaces, so "--inside 100.64.0.2,limit=1" must not reach it whole.
+    const CLI::Validator ipv4(
+        [](std::string& text) -> std::string {
+            try {
+                ephemera::parse_ipv4(text);
+                return "";
+            } catch (const std::exception&) {
+                return "not an IPv4 address: '" + text + "'";
+            }
+        },
+        "IPV4");
     std::string inside, pool, proto;
     unsigned port = 0, limit = 50;
     auto add_filters = [&](CLI::App* c) {
-        c->add_option("--inside", inside, "inside (subscriber) address");
-        c->add_option("--pool", pool, "pool address");
+        c->add_option("--inside", inside, "inside (subscriber) address")->check(ipv4);
+        c->add_option("--pool", pool, "pool address")->check(ipv4);
         c->add_option("--port", port, "external port")->check(CLI::Range(1, 65535));
         c->add_option("--proto", proto, "tcp, udp, icmp or sctp")->check(CLI::IsMember({"tcp", "udp", "icmp", "sctp"}));
         c->add_option("--limit", limit, "at most this many rows (1-200)")->check(CLI::Range(1, 200));
@@ -267,8 +358,9 @@ int main(int argc, char** argv)
     auto* mappings = app.add_subcommand("mappings", "mappings (inside endpoint -> external endpoint)");
     add_filters(mappings);
     auto* ports = app.add_subcommand("ports", "port use per pool address, protocol and worker");
-    ports->add_option("--pool", pool, "pool address");
+    ports->add_option("--pool", pool, "pool address")->check(ipv4);
     ports->add_option("--proto", proto, "tcp, udp, icmp or sctp")->check(CLI::IsMember({"tcp", "udp", "icmp", "sctp"}));
+    ports->add_option("--limit", limit, "at most this many rows (1-200)")->check(CLI::Range(1, 200));
     std::string endpoint;
     auto* lookup = app.add_subcommand("lookup", "who holds POOLADDR:PORT now");
     lookup->add_option("endpoint", endpoint, "POOLADDR:PORT")->required();
@@ -291,8 +383,20 @@ int main(int argc, char** argv)
         "who", "who held POOLADDR:PORT at a time, from a mapping log file (or, in deterministic mode, the config)");
     who->add_option("endpoint", endpoint, "POOLADDR:PORT")->required();
     auto* who_at = who->add_option("--at", at, "time: 2026-11-21T16:30:00.123Z or Unix seconds/milliseconds");
+    // A file or a pipe (<(zcat log.1.gz)); not a device such as /dev/zero,
+    // which would be read forever.
+    const CLI::Validator log_file(
+        [](std::string& path) -> std::string {
+            std::error_code ec;
+            const auto st = std::filesystem::status(path, ec);
+            if (ec || !std::filesystem::exists(st)) return "no such file: " + path;
+            if (!std::filesystem::is_regular_file(st) && !std::filesystem::is_fifo(st))
+                return "not a file or a pipe: " + path;
+            return "";
+        },
+        "FILE");
     auto* who_log = who->add_option("--log", log_paths, "the mapping log: one file, or a rotated one's files oldest first")
-                        ->check(CLI::ExistingFile);
+                        ->check(log_file);
     auto* who_config = who->add_option("--config", config_path, "the gateway's configuration (nat.deterministic)")
                            ->check(CLI::ExistingFile);
     who_log->needs(who_at);
@@ -358,7 +462,7 @@ int main(int argc, char** argv)
             std::string f;
             if (!pool.empty()) f += " pool=" + pool;
             if (!proto.empty()) f += " proto=" + proto;
-            answer = telemetry(sock, "/ephemera/ports," + f);
+            answer = telemetry(sock, "/ephemera/ports," + f + " limit=" + std::to_string(limit));
         } else if (lookup->parsed()) {
             parse_endpoint(endpoint);
             answer = telemetry(sock, "/ephemera/lookup," + endpoint + (proto.empty() ? "" : "/" + proto));
@@ -391,6 +495,9 @@ int main(int argc, char** argv)
                 std::printf("%-*s  %s\n", int(w), it.key().c_str(), cell(*it).c_str());
         } else if (ports->parsed()) {
             print_table(answer, {"pool", "protocol", "worker", "free", "quarantined", "in_use"});
+            if (answer.value("shown", 0) != answer.value("matched", 0))
+                std::printf("(%s of %s rows: narrow with --pool or --proto)\n", cell(answer["shown"]).c_str(),
+                            cell(answer["matched"]).c_str());
         } else if (static_add->parsed()) {
             if (answer.value("state", "active") == "adding")
                 std::printf("adding %s (worker %s has not confirmed it yet: see `static list`)\n",

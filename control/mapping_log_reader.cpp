@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string_view>
@@ -172,9 +173,24 @@ void read_lines(const std::string& log_path, const Query& q, std::vector<Line>& 
     std::ifstream in(log_path);
     if (!in) throw std::runtime_error(log_path + ": cannot read: " + std::strerror(errno));
     const Prefilter filter(q);
-    for (std::string text; std::getline(in, text);)
+    // A log line is under 200 bytes; a longer one is not ours and is skipped
+    // without being held, so that a file without line ends costs no memory.
+    constexpr std::streamsize kMaxLine = 4096;
+    std::vector<char> buf(size_t(kMaxLine) + 1);
+    for (;;) {
+        in.getline(buf.data(), kMaxLine + 1);
+        const std::streamsize got = in.gcount();
+        if (in.fail() && !in.bad() && got == kMaxLine) { // no line end within kMaxLine bytes
+            in.clear();
+            in.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+            continue;
+        }
+        if (got == 0 && !in) break;
+        const std::string text(buf.data());
         if (filter.may_match(text))
             if (auto l = parse_line(text, q)) lines.push_back(std::move(*l));
+        if (!in) break;
+    }
     if (in.bad()) throw std::runtime_error(log_path + ": read error: " + std::strerror(errno));
 }
 

@@ -30,7 +30,8 @@ struct WhoMatch {
 // last), in time order: a second create/alloc closes an open one (its end
 // was lost), a delete/free without its start is held from an unknown time
 // (from_ms 0), and a start or stop line (daemon restart) ends every mapping
-// and block still open, at its time. Lines that do not parse are skipped.
+// and block still open, at its time. Lines that do not parse, and lines over
+// 4 KB (read a piece at a time, never held), are skipped.
 // Throws std::runtime_error, naming the file, when one cannot be read.
 std::vector<WhoMatch> who_held(const std::vector<std::string>& log_paths, uint32_t ext_addr, uint16_t ext_port,
                                uint64_t at_ms, const std::string& protocol = "");

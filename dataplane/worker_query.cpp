@@ -52,9 +52,10 @@ bool answer_query_step(Translator& nat, Query& q, Tick now, uint32_t slice)
             for (unsigned l4 = 0; l4 < kL4Count; ++l4) {
                 if (q.l4 != 0xff && l4 != q.l4) continue;
                 if (q.pool_addr && nat.pool().addr(p) != q.pool_addr) continue;
+                ++q.matched;
+                if (q.ports.size() == q.ports.capacity()) continue; // the asker's limit
                 const PortBlocks::Use u = nat.port_use(p, L4(l4), now);
-                if (q.ports.size() < q.ports.capacity())
-                    q.ports.push_back(PortUse{nat.pool().addr(p), uint8_t(l4), worker, u.free, u.quarantined, u.in_use});
+                q.ports.push_back(PortUse{nat.pool().addr(p), uint8_t(l4), worker, u.free, u.quarantined, u.in_use});
             }
         return true;
     }

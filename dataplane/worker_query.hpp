@@ -49,7 +49,7 @@ struct Query {
     uint32_t limit = 100;
 
     std::vector<QueryRow> rows;   // reserved to `limit` by the asker
-    std::vector<PortUse> ports;   // reserved by the asker for Kind::Ports
+    std::vector<PortUse> ports;   // Kind::Ports: filled up to the capacity the asker reserved
     uint64_t matched = 0;         // matches seen, beyond `limit` too
     uint32_t cursor = 0;          // worker's progress through its table
     uint32_t static_slot = 0;     // StaticAdd: the StaticTable slot describing it

@@ -123,6 +123,21 @@ class RepliesThatWouldNotFit(unittest.TestCase):
         self.assertEqual(set(t["kind"]), {"static"})
         self.assertEqual(set(t["expires_in"]), {0}, "a static mapping never expires: 0, not a countdown")
 
+    def test_ports_rows_stop_at_the_limit_and_say_how_many_there_are(self):
+        columns = ("pool", "protocol", "worker", "free", "quarantined", "in_use")
+        every = self.table("/ephemera/ports", columns)
+        self.assertEqual(every["matched"], 16 * 4, "16 pool addresses x 4 protocols x 1 worker")
+        self.assertEqual(every["shown"], every["matched"])
+        some = self.table("/ephemera/ports,limit=10", columns)
+        self.assertEqual((some["matched"], some["shown"]), (64, 10))
+        one = self.table("/ephemera/ports,pool=198.51.100.3 proto=sctp", columns)
+        self.assertEqual((one["matched"], one["pool"], one["protocol"]), (1, ["198.51.100.3"], ["sctp"]))
+
+    def test_ports_refuses_filters_it_cannot_apply(self):
+        for params in ("inside=100.64.0.2", "port=50000"):
+            reply = ask(self.sock, "/ephemera/ports," + params)["/ephemera/ports"]
+            self.assertIn("unknown filter", reply.get("error", ""), params)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -81,6 +81,14 @@ BAD_COMMANDS = [
     "/ephemera/static_del", "/ephemera/static_del,udp", "/ephemera/static_del,udp 198.51.100.1:7",
     "/ephemera/stats,inside=100.64.0.10", "/ephemera/timeouts,udp", "/ephemera/config,x", "/ephemera/static_list,tcp",
     "/ephemera/sessions,bo\u00e9gus=1", "/ephemera/sessions,inside=\u00e9", "/ephemera/timeouts_set,\u00e9 5",
+    # Numbers are whole: no trailing letters, no sign; a filter once.
+    "/ephemera/sessions,port=5x", "/ephemera/sessions,limit=+5", "/ephemera/mappings,limit=5 limit=6",
+    "/ephemera/ports,inside=100.64.0.2", "/ephemera/ports,port=50000", "/ephemera/ports,limit=0",
+    "/ephemera/lookup,198.51.100.1,limit=1:80", "/ephemera/lookup,198.51.100.0:+80", "/ephemera/lookup,198.51.100.0:80/",
+    "/ephemera/static_add,udp 100.64.0.9:+5 198.51.100.1:6", "/ephemera/static_del,udp 198.51.100.1: 7",
+    # Past 1023 bytes DPDK telemetry cuts the command unseen; cut here it would
+    # be a valid command with nothing but spaces after the comma.
+    "/ephemera/sessions," + " " * 1010 + "proto=tcp",
 ]
 CONTROL_COMMANDS = ["/ephemera/stats", "/ephemera/mappings", "/ephemera/sessions", "/ephemera/ports",
                     "/ephemera/lookup", "/ephemera/timeouts", "/ephemera/timeouts_set", "/ephemera/config",

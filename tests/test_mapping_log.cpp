@@ -855,6 +855,32 @@ TEST(WhoHeld, HeldAtT)
     EXPECT_TRUE(who_held({path}, kExt, kPort, 1499).empty()); // not yet
 }
 
+// Junk without line ends (a damaged file, a binary one given by mistake) is
+// skipped a bounded piece at a time; the lines around it are still read,
+// the last one even without its line end.
+TEST(WhoHeld, OverlongJunkIsSkippedAndTheLinesAroundItRead)
+{
+    TempDir dir;
+    const std::string path = dir.file("map.log");
+    const std::string create = format_mapping_event(event(1000, C, L4::Tcp, "100.64.0.2", 40001, "198.51.100.11", kPort));
+    const std::string remove = format_mapping_event(event(2000, D, L4::Tcp, "100.64.0.2", 40001, "198.51.100.11", kPort));
+    const std::string again = format_mapping_event(event(3000, C, L4::Udp, "100.64.0.7", 4444, "198.51.100.11", kPort));
+    {
+        std::ofstream out(path, std::ios::binary);
+        out << create << "\n"
+            << std::string(1 << 20, '\0') << "\n" // 1 MiB without a line end
+            << std::string(4096, 'x') << "\n"     // exactly the longest line kept
+            << remove << "\n"
+            << again; // no line end at the end of the file
+    }
+    const auto held = who_held({path}, kExt, kPort, 1500);
+    ASSERT_EQ(held.size(), 1u);
+    EXPECT_EQ(held[0].to_ms, 2000u); // the delete after the junk was read
+    const auto later = who_held({path}, kExt, kPort, 3500);
+    ASSERT_EQ(later.size(), 1u);
+    EXPECT_EQ(later[0].inside_addr, ip("100.64.0.7"));
+}
+
 TEST(WhoHeld, ReleasedBeforeT)
 {
     TempDir dir;
