@@ -18,6 +18,7 @@
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_malloc.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
 #include <rte_ring_elem.h>
@@ -57,6 +58,16 @@ void reopen_mapping_log(MappingLog& log, const std::string& path)
         }
     }
     std::fflush(stdout);
+}
+
+// What DPDK memory is left, for an allocation that failed: the EAL has only
+// what -m or the hugepages gave it.
+std::string dpdk_memory_left()
+{
+    rte_malloc_socket_stats st{};
+    if (rte_malloc_get_socket_stats(int(rte_socket_id()), &st) != 0) return "";
+    return " (DPDK memory: " + std::to_string(st.heap_freesz_bytes >> 20) + " MiB free of " +
+           std::to_string(st.heap_totalsz_bytes >> 20) + " MiB; more with hugepages or the EAL's -m)";
 }
 
 [[noreturn]] void die(const std::string& message, int code = 1)
@@ -209,10 +220,16 @@ int main(int argc, char** argv)
     const uint16_t max_mtu = std::max(config.inside.mtu, config.outside.mtu);
     rte_mempool* pool = rte_pktmbuf_pool_create("ephemera_mbufs", mbufs, 256, 0, EthPort::buffer_size(max_mtu),
                                                 int(rte_socket_id()));
-    if (pool == nullptr) die("cannot allocate " + std::to_string(mbufs) + " mbufs: " + rte_strerror(rte_errno));
+    if (pool == nullptr)
+        die((config.mbufs ? "dataplane.mbufs = " + std::to_string(mbufs) + ": cannot allocate them"
+                          : "cannot allocate " + std::to_string(mbufs) +
+                                " mbufs (the default for these workers, descriptors, handoff rings and reassembly; "
+                                "dataplane.mbufs sets it)") +
+            ": " + rte_strerror(rte_errno) + dpdk_memory_left());
     // Fragments of packets too big for a link point into the original's data.
     rte_mempool* indirect = rte_pktmbuf_pool_create("ephemera_indirect", 1024 * workers, 32, 0, 0, int(rte_socket_id()));
-    if (indirect == nullptr) die(std::string("cannot allocate the fragment mbufs: ") + rte_strerror(rte_errno));
+    if (indirect == nullptr)
+        die(std::string("cannot allocate the fragment mbufs: ") + rte_strerror(rte_errno) + dpdk_memory_left());
 
     int exit_code = 0;
     {
@@ -354,8 +371,12 @@ int main(int argc, char** argv)
                 pool_of_workers.push_back(std::make_unique<Worker>(shared, w));
                 shared.translators.push_back(&pool_of_workers.back()->translator());
             }
+        } catch (const std::bad_alloc&) {
+            die("cannot set up worker " + std::to_string(pool_of_workers.size()) +
+                ": not enough DPDK memory for its tables, sized by nat.max_mappings, nat.max_extra_sessions, "
+                "nat.max_subscribers and the pool's ports (README \"Memory\")" + dpdk_memory_left());
         } catch (const std::exception& e) {
-            die(std::string("cannot set up the workers: ") + e.what() + " (lower nat.max_mappings?)");
+            die("cannot set up worker " + std::to_string(pool_of_workers.size()) + ": " + e.what() + dpdk_memory_left());
         }
 
         register_control_api(config, shared, pool_of_workers);

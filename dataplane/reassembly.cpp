@@ -10,7 +10,6 @@
 #include <stdexcept>
 #include <string>
 
-#include <rte_errno.h>
 #include <rte_ip.h>
 
 namespace ephemera {
@@ -23,9 +22,11 @@ Reassembly::Reassembly(uint32_t slots, uint64_t timeout_tsc, int socket)
 {
     const uint32_t buckets = std::max<uint32_t>(1, rte_align32pow2(slots) / kBucketEntries * 2);
     table_ = rte_ip_frag_table_create(buckets, kBucketEntries, slots, timeout_tsc, socket);
+    // rte_ip_frag_table_create() leaves rte_errno as it was: out of memory
+    // is its only failure with these arguments.
     if (table_ == nullptr)
         throw std::runtime_error("dataplane.reassembly = " + std::to_string(slots) +
-                                 ": cannot create the reassembly table: " + rte_strerror(rte_errno));
+                                 ": not enough DPDK memory for the reassembly table");
 }
 
 Reassembly::~Reassembly()

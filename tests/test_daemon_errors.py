@@ -108,6 +108,25 @@ class DaemonStartupErrors(unittest.TestCase):
         self.assert_one_clear_error(self.run_daemon(config(inside="net_ring0", inside_mtu=9000)),
                                     "inside.mtu = 9000", "net_ring0")
 
+    def test_tables_too_large_for_the_memory_name_what_sizes_them(self):
+        # 4 M mappings do not fit the 256 MB the EAL has here.
+        p = self.run_daemon(config(nat_extra="max_mappings = 4000000"))
+        self.assert_one_clear_error(p, "worker 0", "not enough DPDK memory", "nat.max_mappings", "MiB free of")
+
+    def test_too_many_mbufs_for_the_memory_name_the_key(self):
+        p = self.run_daemon(config(extra="mbufs = 1000000\n"))
+        self.assert_one_clear_error(p, "dataplane.mbufs = 1000000", "MiB free of")
+
+    def test_a_reassembly_table_too_large_for_the_memory_names_its_key_alone(self):
+        # 16384 datagrams take a 16 MB table; with 40 MB for the EAL and small
+        # other tables, that is what does not fit.
+        text = config(nat_extra="max_mappings = 1024\nmax_extra_sessions = 1024\nmax_subscribers = 1024",
+                      extra="reassembly = 16384\nmbufs = 4096\n").replace('"-m", "256"', '"-m", "40"')
+        p = self.run_daemon(text)
+        self.assert_one_clear_error(p, "dataplane.reassembly = 16384", "not enough DPDK memory")
+        self.assertNotIn("max_mappings", p.stderr, "not the key to change")
+        self.assertNotIn("No such file", p.stderr, "a stale rte_errno")
+
     def test_too_few_lcores(self):
         p = self.run_daemon(config(workers=3, lcores="0,1"))
         self.assert_one_clear_error(p, "dataplane.workers", "lcores")
