@@ -49,20 +49,26 @@ inline bool is_icmp_query(uint8_t type) { return type == RTE_IP_ICMP_ECHO_REQUES
     ip->hdr_checksum = rte_ipv4_cksum(ip);
 }
 
-// IPv4 options are TLVs after the fixed header; reject any that run past it.
-inline bool options_valid(const uint8_t* opt, unsigned len)
+// IPv4 options are TLVs after the fixed header: one that runs past it is
+// malformed. Source routing (LSRR 131, SSRR 137) would let a sender choose
+// the path past the NAT: dropped, as RFC 7126 §4.3-4.4 advise by default
+// (and Linux's accept_source_route = 0 does). Other options pass unchanged.
+enum class IpOptions : uint8_t { Ok, Malformed, SourceRoute };
+
+inline IpOptions check_ip_options(const uint8_t* opt, unsigned len)
 {
     unsigned i = 0;
     while (i < len) {
         const uint8_t type = opt[i];
-        if (type == 0) return true; // end of option list
+        if (type == 0) return IpOptions::Ok; // end of option list
         if (type == 1) { ++i; continue; } // no-operation
-        if (i + 1 >= len) return false;
+        if (i + 1 >= len) return IpOptions::Malformed;
         const uint8_t olen = opt[i + 1];
-        if (olen < 2 || i + olen > len) return false;
+        if (olen < 2 || i + olen > len) return IpOptions::Malformed;
+        if (type == 131 || type == 137) return IpOptions::SourceRoute;
         i += olen;
     }
-    return true;
+    return IpOptions::Ok;
 }
 
 // Fills p from m. On failure returns false with `why` set; m is untouched.
@@ -108,10 +114,12 @@ __attribute__((always_inline)) inline bool frame(const rte_mbuf* m, Translator::
         why = Drop::BadChecksum;
         return false;
     }
-    if (ihl > sizeof(rte_ipv4_hdr) &&
-        !options_valid(reinterpret_cast<const uint8_t*>(ip + 1), ihl - unsigned(sizeof(rte_ipv4_hdr)))) {
-        why = Drop::Malformed;
-        return false;
+    if (ihl > sizeof(rte_ipv4_hdr)) [[unlikely]] {
+        const IpOptions o = check_ip_options(reinterpret_cast<const uint8_t*>(ip + 1), ihl - unsigned(sizeof(rte_ipv4_hdr)));
+        if (o != IpOptions::Ok) {
+            why = o == IpOptions::Malformed ? Drop::Malformed : Drop::Unsupported;
+            return false;
+        }
     }
     if (ip->fragment_offset & rte_cpu_to_be_16(kFragMask)) { why = Drop::Fragment; return false; }
     if (!l4_from_ip_proto(ip->next_proto_id, p.space)) { why = Drop::Unsupported; return false; }

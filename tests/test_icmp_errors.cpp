@@ -381,23 +381,49 @@ void expect_outbound_error_translated(Nat& nat, const Bytes& inbound_as_outside,
     EXPECT_EQ(ip_str(got.src), ip_str(outside_view.dst)) << "RFC 5508 REQ-5c: outer source is the pool address";
     EXPECT_EQ(ip_str(got.dst), ip_str(sent.dst));
     EXPECT_EQ(int(got.ttl), int(sent.ttl) - 1);
+    EXPECT_EQ(got.id, sent.id);
+    EXPECT_EQ(got.total_length, sent.total_length);
+    EXPECT_EQ(got.options, sent.options);
     EXPECT_EQ(got.icmp_type, type);
     EXPECT_EQ(got.icmp_code, code);
-    EXPECT_EQ(got.icmp_rest, sent.icmp_rest);
+    EXPECT_EQ(got.icmp_rest, sent.icmp_rest) << "unused / next-hop MTU field";
+    EXPECT_EQ(got.payload.size(), sent.payload.size());
     ASSERT_TRUE(got.embedded);
+    ASSERT_TRUE(sent.embedded);
     const Parsed& e = *got.embedded;
+    const Parsed& se = *sent.embedded;
+    // The embedded packet is the outside view again: Y -> X':x'.
     EXPECT_EQ(ip_str(e.src), ip_str(outside_view.src));
     EXPECT_EQ(ip_str(e.dst), ip_str(outside_view.dst)) << "embedded destination back to X'";
+    EXPECT_EQ(e.ihl, se.ihl);
+    EXPECT_EQ(e.options, se.options);
+    EXPECT_EQ(e.ttl, at_x.ttl);
+    EXPECT_EQ(e.id, se.id);
+    EXPECT_EQ(e.total_length, se.total_length);
+    EXPECT_EQ(e.proto, se.proto);
     if (e.proto == 1) {
         EXPECT_EQ(e.icmp_id, outside_view.icmp_id) << "embedded identifier back to the external one";
+        EXPECT_EQ(e.icmp_type, se.icmp_type);
     } else {
         EXPECT_EQ(e.sport, outside_view.sport);
         EXPECT_EQ(e.dport, outside_view.dport) << "embedded destination port back to x'";
     }
-    EXPECT_EQ(e.ttl, at_x.ttl);
+    if (e.proto == 6 && e.l4.size() >= 8) {
+        EXPECT_EQ(e.seq, outside_view.seq);
+    }
+    // Beyond the rewritten fields the quote is unchanged.
+    const size_t l4_fixed = e.proto == 6 ? 20 : 8;
+    if (e.l4.size() > l4_fixed) {
+        EXPECT_EQ(Bytes(e.l4.begin() + long(l4_fixed), e.l4.end()), Bytes(se.l4.begin() + long(l4_fixed), se.l4.end()))
+            << "quoted bytes after the L4 header";
+    }
+    // The embedded L4 checksum, where the quote holds it, is the one Y sent.
     if (e.l4_checksum_present && outside_view.l4_checksum != 0) {
         EXPECT_TRUE(same_checksum(e.l4_checksum, outside_view.l4_checksum))
             << "embedded L4 checksum 0x" << std::hex << e.l4_checksum << ", Y sent 0x" << outside_view.l4_checksum;
+    }
+    if (e.proto == 17 && se.l4_checksum_present && se.l4_checksum == 0) {
+        EXPECT_EQ(e.l4_checksum, 0) << "a zero UDP checksum stays zero";
     }
     EXPECT_TRUE(checksums_ok(got));
 }
@@ -412,6 +438,14 @@ TEST_F(IcmpErrors, Rfc5508Req5_UdpErrorFromInsideIsTranslated)
                                          quote);
     }
     EXPECT_EQ(nat.tr.stats().icmp_errors[unsigned(Dir::Out)], 2u);
+}
+
+TEST_F(IcmpErrors, Rfc5508Req5_UdpZeroChecksumQuotedFromInsideStaysZero)
+{
+    Nat nat(small_config());
+    const Flow f = send_out(nat, udp_packet(kSub1, 5353, kRemote1, 53, pattern(16)));
+    expect_outbound_error_translated(nat, udp_packet(kRemote1, 53, f.out_p.src, f.out_p.sport, pattern(30), {}, true), 3,
+                                     3, 0);
 }
 
 TEST_F(IcmpErrors, Rfc5508Req5_TcpErrorFromInsideIsTranslated)

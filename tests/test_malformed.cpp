@@ -185,6 +185,30 @@ TEST_F(Malformed, BadIpOptionsAreMalformed)
     EXPECT_EQ(mbufs_available(), kMbufPoolSize);
 }
 
+// RFC 7126 §4.3-4.4: loose and strict source routes are dropped (counted as
+// unsupported), both ways; record route and timestamp pass unchanged.
+TEST_F(Malformed, Rfc7126_SourceRoutedPacketsAreDroppedAsUnsupported)
+{
+    Primed p;
+    const std::vector<std::pair<std::string, Bytes>> routed = {
+        {"LSRR", {0x83, 0x07, 0x04, 203, 0, 113, 9, 0x00}},
+        {"SSRR", {0x89, 0x07, 0x04, 203, 0, 113, 9, 0x00}},
+        {"LSRR after a NOP", {0x01, 0x83, 0x07, 0x04, 203, 0, 113, 9}},
+    };
+    for (const auto& [what, opts] : routed) {
+        SCOPED_TRACE(what);
+        EXPECT_TRUE(dropped(p.nat.out(udp_packet(kSub1, 5000, kRemote1, 53, pattern(8), with_ip_options(opts))),
+                            Drop::Unsupported));
+        EXPECT_TRUE(dropped(p.nat.in(udp_packet(kRemote1, 53, p.ext, p.udp, pattern(8), with_ip_options(opts))),
+                            Drop::Unsupported));
+    }
+    const Bytes record_route = {0x07, 0x07, 0x04, 0, 0, 0, 0, 0x00};
+    const Outcome o = p.nat.out(udp_packet(kSub1, 5000, kRemote1, 53, pattern(8), with_ip_options(record_route)));
+    ASSERT_TRUE(forwarded(o));
+    EXPECT_EQ(o.parsed().options, record_route) << "other options pass unchanged";
+    EXPECT_EQ(mbufs_available(), kMbufPoolSize);
+}
+
 TEST_F(Malformed, L4HeaderCutShortIsMalformed)
 {
     Primed p;
