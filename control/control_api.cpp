@@ -136,8 +136,8 @@ std::vector<Query*> ask_workers(const Query& proto)
         q->l4 = proto.l4;
         q->limit = proto.limit;
         q->timeouts = proto.timeouts;
-        q->rows.reserve(proto.limit);
         if (proto.kind == Query::Kind::Ports) q->ports.reserve(proto.limit);
+        else q->rows.reserve(proto.limit);
         if (rte_ring_mp_enqueue(ring, q) != 0) {
             delete q;
             continue;
