@@ -359,6 +359,8 @@ constexpr int kWriteTimeoutMs = 10000;
 constexpr int kLingerMs = 200;          // reading what the client still sends after our answer
 constexpr size_t kMaxLingerBytes = 1 << 20;
 constexpr int kAcceptBackoffMs = 100;   // after EMFILE and the like
+constexpr size_t kMaxClients = 8;       // served at once
+constexpr std::chrono::milliseconds kSilentGrace{1000}; // to send the request before a newcomer may end it
 
 using Clock = std::chrono::steady_clock;
 
@@ -505,22 +507,68 @@ MetricsServer::~MetricsServer()
     const char b = 1;
     while (::write(wake_[1], &b, 1) < 0 && errno == EINTR) {
     }
-    if (thread_.joinable()) thread_.join();
+    if (thread_.joinable()) thread_.join(); // run() joins the clients' threads before it returns
     ::close(listen_fd_);
     ::close(wake_[0]);
     ::close(wake_[1]);
 }
 
-void MetricsServer::run()
+// Joins the clients that are done (all: every client, after the wake-up).
+void MetricsServer::reap(bool all)
+{
+    for (auto it = clients_.begin(); it != clients_.end();) {
+        if (all || (*it)->done.load(std::memory_order_acquire)) {
+            (*it)->thread.join();
+            ::close((*it)->fd);
+            it = clients_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+// With kMaxClients served, frees a place. A client that has not sent its
+// request a second after it connected is not a scraper (those send it at
+// once): the oldest such is ended, which wakes its thread at once. Otherwise
+// one of them finishes soon (answers go out within the write timeout, and a
+// silent client passes its second): look again every 10 ms.
+bool MetricsServer::make_room()
 {
     for (;;) {
+        reap(false);
+        if (clients_.size() < kMaxClients) return true;
+        const auto now = Clock::now();
+        for (auto it = clients_.begin(); it != clients_.end(); ++it) {
+            Client& c = **it;
+            if (c.reading.load(std::memory_order_acquire) && now - c.since >= kSilentGrace) {
+                ::shutdown(c.fd, SHUT_RDWR);
+                c.thread.join();
+                ::close(c.fd);
+                clients_.erase(it);
+                return true;
+            }
+        }
+        pollfd w{wake_[0], POLLIN, 0};
+        if (::poll(&w, 1, 10) > 0) return false;
+    }
+}
+
+void MetricsServer::run()
+{
+    struct JoinAll {
+        MetricsServer& s;
+        ~JoinAll() { s.reap(true); } // the wake-up pipe ends every client's waits
+    } join_all{*this};
+    for (;;) {
         pollfd p[2] = {{listen_fd_, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-        const int n = ::poll(p, 2, -1);
+        // While clients are served, look again now and then to join those done.
+        const int n = ::poll(p, 2, clients_.empty() ? -1 : 100);
         if (n < 0) {
             if (errno == EINTR) continue;
             return;
         }
         if (p[1].revents) return;
+        reap(false);
         if (!(p[0].revents & POLLIN)) continue;
         const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
@@ -531,12 +579,28 @@ void MetricsServer::run()
             if (::poll(&w, 1, kAcceptBackoffMs) > 0) return;
             continue;
         }
-        serve(fd);
-        ::close(fd);
+        if (clients_.size() == kMaxClients && !make_room()) {
+            ::close(fd);
+            return;
+        }
+        auto c = std::make_unique<Client>();
+        c->fd = fd;
+        c->since = Clock::now();
+        Client* raw = c.get();
+        try {
+            c->thread = std::thread([this, raw] {
+                serve(raw->fd, raw->reading);
+                raw->done.store(true, std::memory_order_release);
+            });
+        } catch (const std::system_error&) {
+            ::close(fd); // no thread to be had: this client goes unanswered
+            continue;
+        }
+        clients_.push_back(std::move(c));
     }
 }
 
-void MetricsServer::serve(int fd)
+void MetricsServer::serve(int fd, std::atomic<bool>& reading)
 {
     const int wake = wake_[0];
     // Read the request head: up to an empty line, at most kMaxRequestHead bytes.
@@ -578,6 +642,7 @@ void MetricsServer::serve(int fd)
         }
     }
 
+    reading.store(false, std::memory_order_release); // from here on it is being answered
     if (answer.empty() && head_end == std::string::npos) answer = error_response(400, "Bad Request");
     if (answer.empty()) {
         // Request line: METHOD SP TARGET SP HTTP/1.x
@@ -609,7 +674,12 @@ void MetricsServer::serve(int fd)
                 answer = error_response(404, "Not Found", head);
             } else {
                 try {
-                    answer = response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", render_(), head);
+                    std::string text;
+                    {
+                        const std::lock_guard<std::mutex> lock(render_mutex_);
+                        text = render_();
+                    }
+                    answer = response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, head);
                 } catch (...) {
                     answer = error_response(500, "Internal Server Error", head);
                 }

@@ -1,12 +1,17 @@
 // The gateway's counters for Prometheus: the text exposition format 0.0.4 of
-// gateway_stats()'s JSON, and a small HTTP/1.1 server (one thread, one client
-// at a time) answering GET /metrics with it.
+// gateway_stats()'s JSON, and a small HTTP/1.1 server (a few clients at a
+// time, a thread each) answering GET /metrics with it.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -33,12 +38,15 @@ std::string prometheus_text(const nlohmann::json& stats, const nlohmann::json& p
 // tools). The daemon asks its workers instead: port_use() in control_api.hpp.
 nlohmann::json pool_ports(const Translator& translator);
 
-// An HTTP/1.1 server on one thread: GET (and HEAD) /metrics answers 200 with
-// render()'s text; other paths 404, other methods 405, anything unparsable
-// 400. One request per connection (Connection: close). Requests are bounded
-// (8 KiB of head), slow clients time out (5 s to send the request, 10 s to
-// take the answer). render() is called on the server thread for each scrape;
-// the caller makes it thread-safe. An exception from it answers 500.
+// An HTTP/1.1 server: GET (and HEAD) /metrics answers 200 with render()'s
+// text; other paths 404, other methods 405, anything unparsable 400. One
+// request per connection (Connection: close). Requests are bounded (8 KiB of
+// head), slow clients time out (5 s to send the request, 10 s to take the
+// answer). Up to 8 clients are served at once, each on its own thread, so that
+// clients that connect and send nothing do not hold back a scrape: a ninth
+// ends the oldest connection that has not sent its request within a second,
+// or waits for one to be answered. render() is called for each scrape, one call at a time (the
+// server serializes them). An exception from it answers 500.
 class MetricsServer {
 public:
     // listen: "ADDR:PORT", IPv4; PORT 0 picks a free port (see port()).
@@ -52,12 +60,27 @@ public:
     uint16_t port() const { return port_; } // the bound port
 
 private:
+    // A client being served. Its socket is closed by run(), after the thread
+    // is joined, so that no other thread's descriptor can take its number
+    // while run() may still shut it down.
+    struct Client {
+        int fd;
+        std::thread thread;
+        std::chrono::steady_clock::time_point since; // accepted
+        std::atomic<bool> reading{true};               // its request is not in yet
+        std::atomic<bool> done{false};
+    };
+
     void run();
-    void serve(int fd);
+    void serve(int fd, std::atomic<bool>& reading);
+    void reap(bool all);
+    bool make_room(); // false: the server is stopping
 
     std::function<std::string()> render_;
+    std::mutex render_mutex_;
+    std::vector<std::unique_ptr<Client>> clients_; // oldest first; run()'s thread only
     int listen_fd_ = -1;
-    int wake_[2] = {-1, -1}; // self-pipe: the destructor writes, the thread polls
+    int wake_[2] = {-1, -1}; // self-pipe: the destructor writes, every thread polls
     uint16_t port_ = 0;
     std::thread thread_;
 };
