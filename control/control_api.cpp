@@ -135,6 +135,7 @@ std::vector<Query*> ask_workers(const Query& proto)
         q->ext_port = proto.ext_port;
         q->l4 = proto.l4;
         q->limit = proto.limit;
+        q->sum_over_pool = proto.sum_over_pool;
         q->timeouts = proto.timeouts;
         if (proto.kind == Query::Kind::Ports) q->ports.reserve(proto.limit);
         else q->rows.reserve(proto.limit);
@@ -778,11 +779,14 @@ nlohmann::json port_use()
 {
     Query proto;
     proto.kind = Query::Kind::Ports;
-    proto.limit = uint32_t(g_ctx.config->nat.pool.size() * kL4Count); // every row: the metrics page has no 16 KB cap
+    // Per pool address up to kMetricsPoolAddresses; beyond, one series per
+    // protocol and worker (a /16 would be 786432 series per worker).
+    proto.sum_over_pool = g_ctx.config->nat.pool.size() > kMetricsPoolAddresses;
+    proto.limit = uint32_t((proto.sum_over_pool ? 1 : g_ctx.config->nat.pool.size()) * kL4Count);
     nlohmann::json out = nlohmann::json::array();
     for (Query* q : ask_workers(proto)) {
         for (const PortUse& u : q->ports)
-            out.push_back({{"pool", format_ipv4(rte_be_to_cpu_32(u.pool_addr))},
+            out.push_back({{"pool", proto.sum_over_pool ? std::string("all") : format_ipv4(rte_be_to_cpu_32(u.pool_addr))},
                            {"protocol", to_string(L4(u.l4))},
                            {"worker", u.worker},
                            {"free", u.free},

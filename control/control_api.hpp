@@ -25,9 +25,14 @@ void register_control_api(const GatewayConfig& config, GatewayShared& shared,
 // anything the commands use goes away.
 void stop_control_api();
 
+// Pools larger than this get their port use summed over the pool in the
+// metrics ("pool": "all"): one series per address would swamp Prometheus.
+constexpr size_t kMetricsPoolAddresses = 256;
+
 // Port use of every worker's partitions, asked through their query rings (so
 // exact and race-free): [{"pool", "protocol", "worker", "free", "quarantined",
-// "in_use"}], the shape prometheus_text() takes. Needs register_control_api().
+// "in_use"}], the shape prometheus_text() takes; "pool" is "all" for a pool of
+// more than kMetricsPoolAddresses. Needs register_control_api().
 nlohmann::json port_use();
 
 // Adds a static mapping, "PROTO INSIDE:PORT POOLADDR:PORT", as `ephemeractl static

@@ -47,6 +47,21 @@ bool answer_query_step(Translator& nat, Query& q, Tick now, uint32_t slice)
         nat.remove_static(q.mapping, now);
         return true;
     }
+    if (q.kind == Query::Kind::Ports && q.sum_over_pool) {
+        for (unsigned l4 = 0; l4 < kL4Count; ++l4) {
+            if (q.l4 != 0xff && l4 != q.l4) continue;
+            PortUse sum{0, uint8_t(l4), worker, 0, 0, 0};
+            for (unsigned p = 0; p < nat.pool().size(); ++p) {
+                const PortBlocks::Use u = nat.port_use(p, L4(l4), now);
+                sum.free += u.free;
+                sum.quarantined += u.quarantined;
+                sum.in_use += u.in_use;
+            }
+            ++q.matched;
+            if (q.ports.size() < q.ports.capacity()) q.ports.push_back(sum);
+        }
+        return true;
+    }
     if (q.kind == Query::Kind::Ports) {
         for (unsigned p = 0; p < nat.pool().size(); ++p)
             for (unsigned l4 = 0; l4 < kL4Count; ++l4) {

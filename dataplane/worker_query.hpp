@@ -47,6 +47,9 @@ struct Query {
     uint16_t ext_port = 0;
     uint8_t l4 = 0xff;
     uint32_t limit = 100;
+    // Kind::Ports: one row per protocol, summed over the pool (pool_addr 0),
+    // instead of one per pool address and protocol.
+    bool sum_over_pool = false;
 
     std::vector<QueryRow> rows;   // reserved to `limit` by the asker
     std::vector<PortUse> ports;   // Kind::Ports: filled up to the capacity the asker reserved

@@ -10,11 +10,13 @@ there with as many entries as `shown` says, with fewer rows than match where
 they would not fit, and the filters must reach the rest. No lab and no root needed.
 """
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 from pcap_frames import tcp_syn_frame, write_pcap
 from telemetry_client import ask, telemetry_socket
@@ -137,6 +139,60 @@ class RepliesThatWouldNotFit(unittest.TestCase):
         for params in ("inside=100.64.0.2", "port=50000"):
             reply = ask(self.sock, "/ephemera/ports," + params)["/ephemera/ports"]
             self.assertIn("unknown filter", reply.get("error", ""), params)
+
+
+LARGE_POOL_CONFIG = """
+[eal]
+args = ["--no-huge", "-m", "256", "--no-shconf", "--no-pci", "--log-level=*:error", "--file-prefix={prefix}"]
+lcores = "0,1"
+[inside]
+port = "net_null0"
+address = "100.64.0.1/16"
+[outside]
+port = "net_null1"
+address = "203.0.113.1/24"
+next_hop = "203.0.113.2"
+next_hop_mac = "02:00:00:00:00:02"
+[metrics]
+listen = "127.0.0.1:{port}"
+[nat]
+pool = ["198.51.100.0/24", "203.0.113.16/28"]
+ports = "60000-60999"
+max_mappings = 1024
+"""
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MetricsOfALargePool(unittest.TestCase):
+    """272 pool addresses: the port-use gauges are summed over the pool, one
+    series per protocol, worker and state, not 272 times that."""
+
+    def test_port_use_is_summed_over_a_pool_of_more_than_256_addresses(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            port = free_tcp_port()
+            path = os.path.join(tmp, "gw.toml")
+            with open(path, "w") as f:
+                f.write(LARGE_POOL_CONFIG.format(prefix=f"eph-ctl-pool-{os.getpid()}", port=port))
+            daemon = subprocess.Popen([EPHEMERA, "--config", path], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+            try:
+                self.assertIn("ephemera: forwarding", daemon.stdout.readline(), "the daemon did not start")
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=20) as r:
+                    text = r.read().decode()
+            finally:
+                daemon.terminate()
+                daemon.communicate(timeout=30)
+        series = [l for l in text.splitlines() if l.startswith("ephemera_pool_ports{")]
+        self.assertEqual(len(series), 4 * 3, "4 protocols x 3 states, one worker:\n" + "\n".join(series[:20]))
+        self.assertTrue(all('pool="all"' in l for l in series), series)
+        free_udp = [l for l in series if 'protocol="udp"' in l and 'state="free"' in l]
+        self.assertEqual(len(free_udp), 1, series)
+        self.assertEqual(float(free_udp[0].rsplit(" ", 1)[1]), 272 * 1000, "every address's ports, summed")
 
 
 if __name__ == "__main__":
